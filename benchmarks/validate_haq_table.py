@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         r = int(ref[:, bits - 1, bits - 1].sum())
         print(f"  total W{bits}A{bits}: ours {o:>12,}  HAQ {r:>12,}  ratio {o / r:.4f}")
     per_layer = [spearman(ours[i].ravel(), ref[i].ravel()) for i in range(53)]
-    print(f"  per-layer rank correlation over the 64 pairs: min {min(per_layer):.4f}, "
-          f"median {np.median(per_layer):.4f}")  # fmt: skip
+    print(
+        f"  per-layer rank correlation over the 64 pairs: min {min(per_layer):.4f}, "
+        f"median {np.median(per_layer):.4f}"
+    )
     print("\n  layer  name                         kind       ours W8A8    HAQ W8A8  ratio")
     for i in range(53):
         o, r = int(ours[i, 7, 7]), int(ref[i, 7, 7])

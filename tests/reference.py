@@ -77,8 +77,13 @@ def _pow2_tiles(size: int, step: int = 1, count_of: int | None = None) -> list[i
     return sorted({min(2**i * step, size) for i in range(top + 1)})
 
 
-def promote(order: tuple[str, ...], trips: dict[str, int], footprint: int, indexes: set[str],
-            half_buffer: int) -> tuple[int, int]:  # fmt: skip
+def promote(
+    order: tuple[str, ...],
+    trips: dict[str, int],
+    footprint: int,
+    indexes: set[str],
+    half_buffer: int,
+) -> tuple[int, int]:
     """(DRAM bits, held block bits) of one stream, walking ``order`` (outermost first)."""
     value, held, promoting = footprint, footprint, True
     for loop in reversed(order):
@@ -95,8 +100,19 @@ def promote(order: tuple[str, ...], trips: dict[str, int], footprint: int, index
     return value, held
 
 
-def bitfusion_mode(K: tuple[int, int], S: int, OH: int, OW: int, IC: int, OC: int, B: int,
-                   a: int, w: int, im2col: bool, hw: BitFusionConfig) -> dict[str, Any] | None:  # fmt: skip
+def bitfusion_mode(
+    K: tuple[int, int],
+    S: int,
+    OH: int,
+    OW: int,
+    IC: int,
+    OC: int,
+    B: int,
+    a: int,
+    w: int,
+    im2col: bool,
+    hw: BitFusionConfig,
+) -> dict[str, Any] | None:
     """Best tiling and loop order of one (ungrouped) layer in one mode, or None if none fits."""
     kh, kw = K
     KK = kh * kw
@@ -105,10 +121,15 @@ def bitfusion_mode(K: tuple[int, int], S: int, OH: int, OW: int, IC: int, OC: in
         pf, mult = (8 // max(a, 2)) * (8 // max(w, 2)), 1
     else:
         pf, mult = 1, _cdiv(a, 8) * _cdiv(w, 8)
-    half = {"w": hw.wbuf_bytes * 4, "a": hw.ibuf_bytes * 4, "of": hw.obuf_bytes * 4,
-            "wb": hw.obuf_bytes * 4}  # fmt: skip
-    spatial = sorted({(min(2**i, OW), min(2**i, OH))
-                      for i in range(math.ceil(math.log2(max(OH, OW))) + 1)})  # fmt: skip
+    half = {
+        "w": hw.wbuf_bytes * 4,
+        "a": hw.ibuf_bytes * 4,
+        "of": hw.obuf_bytes * 4,
+        "wb": hw.obuf_bytes * 4,
+    }
+    spatial = sorted(
+        {(min(2**i, OW), min(2**i, OH)) for i in range(math.ceil(math.log2(max(OH, OW))) + 1)}
+    )
     ocs = _pow2_tiles(OC) if im2col else _pow2_tiles(OC, M, _cdiv(OC, M))
     best: dict[str, Any] | None = None
     for b, (ow, oh), ic, oc in itertools.product(_pow2_tiles(B), spatial, _pow2_tiles(IC), ocs):
@@ -120,8 +141,13 @@ def bitfusion_mode(K: tuple[int, int], S: int, OH: int, OW: int, IC: int, OC: in
         fo = ow * oh * _cdiv(oc, M) * M * b * 32
         if fw > half["w"] or fa > half["a"] or fo > half["of"]:
             continue
-        trips = {"B": _cdiv(B, b), "OW": _cdiv(OW, ow), "OH": _cdiv(OH, oh),
-                 "IC": _cdiv(IC, ic), "OC": _cdiv(OC, oc)}  # fmt: skip
+        trips = {
+            "B": _cdiv(B, b),
+            "OW": _cdiv(OW, ow),
+            "OH": _cdiv(OH, oh),
+            "IC": _cdiv(IC, ic),
+            "OC": _cdiv(OC, oc),
+        }
         T = math.prod(trips.values())
         if im2col:
             per_tile = b * oh * ow * _cdiv(oc, M) * _cdiv(KK * ic, N * pf)
@@ -131,8 +157,11 @@ def bitfusion_mode(K: tuple[int, int], S: int, OH: int, OW: int, IC: int, OC: in
             cols = _cdiv(ic, N * pf) * N * pf * KK
         compute = per_tile * T * mult
         rows, pix = _cdiv(oc, M) * M, b * oh * ow
-        flows = [cols * pix * (a + rows * (w + 32)), rows * pix * (32 + cols * (a + w)),
-                 cols * rows * (w + pix * (a + 32))]  # fmt: skip
+        flows = [
+            cols * pix * (a + rows * (w + 32)),
+            rows * pix * (32 + cols * (a + w)),
+            cols * rows * (w + pix * (a + 32)),
+        ]
         flow = flows.index(min(flows))
         if flow == 0:
             base = T * KK * ic * oh * ow * b
@@ -156,10 +185,13 @@ def bitfusion_mode(K: tuple[int, int], S: int, OH: int, OW: int, IC: int, OC: in
             stall = max(0, _cdiv(middle, IF) - compute) + _cdiv(first, IF) + _cdiv(last, IF)
             cycles = compute + stall
             bufs = {
-                "wbuf_r": wbuf_r, "wbuf_w": traffic["w"], "ibuf_r": ibuf_r,
-                "ibuf_w": traffic["a"], "obuf_r": obuf_rw + dram_w,
+                "wbuf_r": wbuf_r,
+                "wbuf_w": traffic["w"],
+                "ibuf_r": ibuf_r,
+                "ibuf_w": traffic["a"],
+                "obuf_r": obuf_rw + dram_w,
                 "obuf_w": obuf_rw + traffic["of"],
-            }  # fmt: skip
+            }
             e_compute = hw.core_pj_per_fu_cycle * float(N * M * compute)
             e_onchip = (
                 bufs["wbuf_r"] * hw.wbuf_read_pj_per_bit
@@ -173,21 +205,39 @@ def bitfusion_mode(K: tuple[int, int], S: int, OH: int, OW: int, IC: int, OC: in
             energy = e_compute + e_onchip + e_dram
             if best is None or (cycles, energy) < (best["cycles"], best["energy"]):
                 best = {
-                    "cycles": cycles, "energy": energy, "compute": compute, "stall": stall,
-                    "memory": _cdiv(dram_r + dram_w, IF), "dram_r": dram_r, "dram_w": dram_w,
+                    "cycles": cycles,
+                    "energy": energy,
+                    "compute": compute,
+                    "stall": stall,
+                    "memory": _cdiv(dram_r + dram_w, IF),
+                    "dram_r": dram_r,
+                    "dram_w": dram_w,
                     "buf_r": bufs["wbuf_r"] + bufs["ibuf_r"] + bufs["obuf_r"],
                     "buf_w": bufs["wbuf_w"] + bufs["ibuf_w"] + bufs["obuf_w"],
-                    "e_compute": e_compute, "e_onchip": e_onchip, "e_dram": e_dram,
-                    "tiles": (b, ow, oh, ic, oc), "order": order, "flow": flow,
-                }  # fmt: skip
+                    "e_compute": e_compute,
+                    "e_onchip": e_onchip,
+                    "e_dram": e_dram,
+                    "tiles": (b, ow, oh, ic, oc),
+                    "order": order,
+                    "flow": flow,
+                }
     return best
 
 
 def bitfusion_layer(layer: Layer, w: int, a: int, hw: BitFusionConfig, batch: int) -> dict:
     """Bit Fusion cost of one layer; grouped layers cost one group in both modes, times groups."""
     g = layer.groups
-    args = ((layer.kh, layer.kw), layer.stride, layer.out_h, layer.out_w, layer.cin // g,
-            layer.cout // g, batch, a, w)  # fmt: skip
+    args = (
+        (layer.kh, layer.kw),
+        layer.stride,
+        layer.out_h,
+        layer.out_w,
+        layer.cin // g,
+        layer.cout // g,
+        batch,
+        a,
+        w,
+    )
     if g == 1:
         best = bitfusion_mode(*args, bool(layer.reads_image), hw)
     else:
@@ -195,7 +245,20 @@ def bitfusion_layer(layer: Layer, w: int, a: int, hw: BitFusionConfig, batch: in
         best = min(found, key=lambda r: (r["cycles"], r["energy"])) if found else None
     if best is None:
         raise ValueError(f"no tiling of layer {layer.name!r} fits the buffers")
-    out = {k: best[k] * g for k in ("compute", "stall", "memory", "dram_r", "dram_w", "buf_r",
-                                    "buf_w", "e_compute", "e_onchip", "e_dram")}  # fmt: skip
+    out = {
+        k: best[k] * g
+        for k in (
+            "compute",
+            "stall",
+            "memory",
+            "dram_r",
+            "dram_w",
+            "buf_r",
+            "buf_w",
+            "e_compute",
+            "e_onchip",
+            "e_dram",
+        )
+    }
     out["tiles"], out["order"], out["flow"] = best["tiles"], best["order"], best["flow"]
     return out

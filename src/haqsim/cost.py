@@ -33,8 +33,16 @@ __all__ = ["CostReport", "CostTable", "PolicyCosts", "estimate", "warmup"]
 PJ_TO_J = 1e-12
 _TABLE_FORMAT = 1  # bump when the kernels' arithmetic or the file layout changes
 _PERMS, _PERM_OFFSETS = permutation_tables()
-MAP_FIELDS = ("tile_b", "tile_ow", "tile_oh", "tile_ic", "tile_oc", "loop_order", "dataflow",
-              "im2col")  # fmt: skip
+MAP_FIELDS = (
+    "tile_b",
+    "tile_ow",
+    "tile_oh",
+    "tile_ic",
+    "tile_oc",
+    "loop_order",
+    "dataflow",
+    "im2col",
+)
 
 
 def _resolve_hardware(hardware: Hardware | str) -> Hardware:
@@ -69,9 +77,10 @@ def as_bits(bits: Any, n_layers: int, lo: int, hi: int, name: str) -> np.ndarray
         raise PolicyError(
             f"policy {name!r} must have {n_layers} entries (one per layer), got shape {arr.shape}"
         )
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
-            raise PolicyError(f"policy {name!r} must hold integers, got {arr.tolist()}")
+    if not np.issubdtype(arr.dtype, np.integer) and (
+        not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr))
+    ):
+        raise PolicyError(f"policy {name!r} must hold integers, got {arr.tolist()}")
     out = arr.astype(np.int64)
     bad = np.flatnonzero((out < lo) | (out > hi))
     if bad.size:
@@ -82,17 +91,40 @@ def as_bits(bits: Any, n_layers: int, lo: int, hi: int, name: str) -> np.ndarray
 
 def _kernel_args(hardware: Hardware) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(hardware, BitSerialConfig):
-        hw_int = [hardware.dm, hardware.dn, hardware.dk, hardware.fetch_bits_per_cycle,
-                  hardware.w_bits_per_pass, hardware.a_bits_per_pass, hardware.result_bits]  # fmt: skip
-        hw_pj = [hardware.dpu_pj_per_cycle, hardware.buffer_read_pj_per_bit,
-                 hardware.buffer_write_pj_per_bit, hardware.dram_pj_per_bit]  # fmt: skip
+        hw_int = [
+            hardware.dm,
+            hardware.dn,
+            hardware.dk,
+            hardware.fetch_bits_per_cycle,
+            hardware.w_bits_per_pass,
+            hardware.a_bits_per_pass,
+            hardware.result_bits,
+        ]
+        hw_pj = [
+            hardware.dpu_pj_per_cycle,
+            hardware.buffer_read_pj_per_bit,
+            hardware.buffer_write_pj_per_bit,
+            hardware.dram_pj_per_bit,
+        ]
     else:
-        hw_int = [hardware.n_rows, hardware.m_cols, hardware.dram_bits_per_cycle,
-                  hardware.wbuf_bytes * 8, hardware.ibuf_bytes * 8, hardware.obuf_bytes * 8]  # fmt: skip
-        hw_pj = [hardware.core_pj_per_fu_cycle, hardware.wbuf_read_pj_per_bit,
-                 hardware.wbuf_write_pj_per_bit, hardware.ibuf_read_pj_per_bit,
-                 hardware.ibuf_write_pj_per_bit, hardware.obuf_read_pj_per_bit,
-                 hardware.obuf_write_pj_per_bit, hardware.dram_pj_per_bit]  # fmt: skip
+        hw_int = [
+            hardware.n_rows,
+            hardware.m_cols,
+            hardware.dram_bits_per_cycle,
+            hardware.wbuf_bytes * 8,
+            hardware.ibuf_bytes * 8,
+            hardware.obuf_bytes * 8,
+        ]
+        hw_pj = [
+            hardware.core_pj_per_fu_cycle,
+            hardware.wbuf_read_pj_per_bit,
+            hardware.wbuf_write_pj_per_bit,
+            hardware.ibuf_read_pj_per_bit,
+            hardware.ibuf_write_pj_per_bit,
+            hardware.obuf_read_pj_per_bit,
+            hardware.obuf_write_pj_per_bit,
+            hardware.dram_pj_per_bit,
+        ]
     return np.array(hw_int, np.int64), np.array(hw_pj, np.float64)
 
 
@@ -112,12 +144,27 @@ def _run_kernel(
     layers = workload.kernel_array()
     hw_int, hw_pj = _kernel_args(hardware)
     if isinstance(hardware, BitSerialConfig):
-        bitserial_costs(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, out_int,
-                        out_float)  # fmt: skip
+        bitserial_costs(
+            layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, out_int, out_float
+        )
         return out_int, out_float, out_map
     found = np.ones(n, np.int64)
-    bitfusion_costs(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, STREAM_MASKS,
-                    _PERMS, _PERM_OFFSETS, out_int, out_float, out_map, found)  # fmt: skip
+    bitfusion_costs(
+        layers,
+        layer_index,
+        w_bits,
+        a_bits,
+        batch,
+        hw_int,
+        hw_pj,
+        STREAM_MASKS,
+        _PERMS,
+        _PERM_OFFSETS,
+        out_int,
+        out_float,
+        out_map,
+        found,
+    )
     if not found.all():
         t = int(np.flatnonzero(found == 0)[0])
         i = int(layer_index[t])
@@ -233,8 +280,12 @@ class CostReport:
         """Per-layer figures as a list of dicts (JSON-ready)."""
         rows = []
         for i, name in enumerate(self.workload.names):
-            row: dict[str, Any] = {"name": name, "w_bits": int(self.w_bits[i]),
-                                   "a_bits": int(self.a_bits[i]), "cycles": int(self.cycles[i])}  # fmt: skip
+            row: dict[str, Any] = {
+                "name": name,
+                "w_bits": int(self.w_bits[i]),
+                "a_bits": int(self.a_bits[i]),
+                "cycles": int(self.cycles[i]),
+            }
             row.update({f: int(self.ints[i, j]) for j, f in enumerate(INT_FIELDS)})
             row["latency_s"] = float(self.latency_s[i])
             row["energy_j"] = float(self.energy_pj[i]) * PJ_TO_J
@@ -299,8 +350,13 @@ class PolicyCosts:
 
     def metric(self, name: str) -> np.ndarray:
         """One of ``latency``, ``energy``, ``size``, ``bitops`` or ``cycles`` by name."""
-        key = {"latency": "latency_s", "energy": "energy_j", "size": "size_bytes",
-               "bitops": "bitops", "cycles": "cycles"}.get(name)  # fmt: skip
+        key = {
+            "latency": "latency_s",
+            "energy": "energy_j",
+            "size": "size_bytes",
+            "bitops": "bitops",
+            "cycles": "cycles",
+        }.get(name)
         if key is None:
             raise PolicyError(
                 f"cost metric must be one of cycles, latency, energy, size, bitops, got {name!r}"
@@ -379,8 +435,16 @@ class CostTable:
         w = np.tile(np.repeat(grid, nb), L)
         a = np.tile(grid, L * nb)
         ints, pj, mapping = _run_kernel(workload, hw, layer_index, w, a, b)
-        table = cls(workload, hw, b, lo, hi, ints.reshape(L, nb, nb, -1),
-                    pj.reshape(L, nb, nb, -1), mapping.reshape(L, nb, nb, -1))  # fmt: skip
+        table = cls(
+            workload,
+            hw,
+            b,
+            lo,
+            hi,
+            ints.reshape(L, nb, nb, -1),
+            pj.reshape(L, nb, nb, -1),
+            mapping.reshape(L, nb, nb, -1),
+        )
         if path is not None:
             table.save(path)
         return table
@@ -398,9 +462,16 @@ class CostTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        meta = json.dumps({"batch": self.batch, "lo": self.lo, "hi": self.hi,
-                           "format": _TABLE_FORMAT, "workload": self.workload.fingerprint(),
-                           "hardware": self.hardware.to_dict()})  # fmt: skip
+        meta = json.dumps(
+            {
+                "batch": self.batch,
+                "lo": self.lo,
+                "hi": self.hi,
+                "format": _TABLE_FORMAT,
+                "workload": self.workload.fingerprint(),
+                "hardware": self.hardware.to_dict(),
+            }
+        )
         np.savez(tmp, ints=self.ints, pj=self.pj, mapping=self.mapping, meta=np.array(meta))
         tmp.replace(path)
 
@@ -414,8 +485,16 @@ class CostTable:
                 raise ValueError(f"cost table {str(path)!r} is for another workload or format")
             if meta["hardware"] != json.loads(json.dumps(hw.to_dict())):
                 raise ValueError(f"cost table {str(path)!r} is for other hardware")
-            return cls(workload, hw, meta["batch"], meta["lo"], meta["hi"], data["ints"],
-                       data["pj"], data["mapping"])  # fmt: skip
+            return cls(
+                workload,
+                hw,
+                meta["batch"],
+                meta["lo"],
+                meta["hi"],
+                data["ints"],
+                data["pj"],
+                data["mapping"],
+            )
 
     # -------------------------------------------------------------- lookups
     @property
@@ -461,7 +540,7 @@ class CostTable:
         return np.ascontiguousarray(w2, np.int64), np.ascontiguousarray(a2, np.int64)
 
     def evaluate(self, w_bits: Any, a_bits: Any) -> PolicyCosts:
-        """Totals of many policies at once: ``w_bits``, ``a_bits`` of shape ``(n, L)`` (or ``(L,)``).
+        """Totals of many policies: ``w_bits``, ``a_bits`` of shape ``(n, L)`` (or ``(L,)``).
 
         Totals equal :func:`estimate`'s exactly.
         """
@@ -483,9 +562,16 @@ class CostTable:
         a = as_bits(a_bits, self.n_layers, self.lo, self.hi, "a_bits")
         rows = np.arange(self.n_layers)
         wi, ai = w - self.lo, a - self.lo
-        return CostReport(self.workload, self.hardware, w, a, self.batch,
-                          self.ints[rows, wi, ai].copy(), self.pj[rows, wi, ai].copy(),
-                          self.mapping[rows, wi, ai].copy())  # fmt: skip
+        return CostReport(
+            self.workload,
+            self.hardware,
+            w,
+            a,
+            self.batch,
+            self.ints[rows, wi, ai].copy(),
+            self.pj[rows, wi, ai].copy(),
+            self.mapping[rows, wi, ai].copy(),
+        )
 
     def uniform(self, bits: int) -> PolicyCosts:
         """Totals of the uniform policy (every layer at ``bits`` for weights and activations)."""
@@ -498,10 +584,15 @@ def warmup() -> None:
     from haqsim.workload import conv, linear
 
     tiny = LayerTable.from_layers(
-        [conv("c", 3, 8, 3, 8, reads_image=True), conv("d", 8, 8, 3, 8, groups=8),
-         linear("fc", 8, 4)],  # fmt: skip
+        [
+            conv("c", 3, 8, 3, 8, reads_image=True),
+            conv("d", 8, 8, 3, 8, groups=8),
+            linear("fc", 8, 4),
+        ],
         name="warmup",
     )
-    for hw in (BitSerialConfig("w", 2, 2, 64, 1e6, 64, 4096),
-               BitFusionConfig("w", 2, 4, 1e6, 4096, 4096, 4096, 64)):  # fmt: skip
+    for hw in (
+        BitSerialConfig("w", 2, 2, 64, 1e6, 64, 4096),
+        BitFusionConfig("w", 2, 4, 1e6, 4096, 4096, 4096, 64),
+    ):
         CostTable.build(tiny, hw, batch=1, max_bits=2, cache=False).uniform(2)

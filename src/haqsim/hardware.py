@@ -150,8 +150,7 @@ class BitSerialConfig(_ConfigIO):
     def __attrs_post_init__(self) -> None:
         if self.min_bits > self.max_bits:
             raise HardwareError(
-                f"{self.name!r} min_bits must be <= max_bits, got {self.min_bits} > "
-                f"{self.max_bits}"
+                f"{self.name!r} min_bits must be <= max_bits, got {self.min_bits} > {self.max_bits}"
             )
         need = 2 * (self.dm + self.dn) * self.dk // 8
         if self.buffer_bytes < need:
@@ -218,8 +217,7 @@ class BitFusionConfig(_ConfigIO):
     def __attrs_post_init__(self) -> None:
         if self.min_bits > self.max_bits:
             raise HardwareError(
-                f"{self.name!r} min_bits must be <= max_bits, got {self.min_bits} > "
-                f"{self.max_bits}"
+                f"{self.name!r} min_bits must be <= max_bits, got {self.min_bits} > {self.max_bits}"
             )
         if self.max_bits > 64:
             raise HardwareError(f"{self.name!r} max_bits must be <= 64, got {self.max_bits}")

@@ -166,9 +166,10 @@ def _int_array(values: Any, field: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise WorkloadError(f"column {field!r} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.bool_) or not np.all(arr == np.round(arr)):
-            raise WorkloadError(f"column {field!r} must hold integers, got {arr.dtype}")
+    if (arr.size and not np.issubdtype(arr.dtype, np.integer)) and (
+        np.issubdtype(arr.dtype, np.bool_) or not np.all(arr == np.round(arr))
+    ):
+        raise WorkloadError(f"column {field!r} must hold integers, got {arr.dtype}")
     out = arr.astype(np.int64)
     out.setflags(write=False)
     return out
@@ -236,7 +237,9 @@ class LayerTable:
             if name in seen:
                 raise WorkloadError(f"layer {i} name must be unique, got duplicate {name!r}")
             seen.add(name)
-        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+        if self.batch is not None and (
+            isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1
+        ):
             raise WorkloadError(
                 f"workload {self.name!r} batch must be a positive integer or None, "
                 f"got {self.batch!r}"
@@ -264,8 +267,9 @@ class LayerTable:
             )
         for axis in ("h", "w"):
             k = int((self.kh if axis == "h" else self.kw)[i])
-            expect = _out_size(int(getattr(self, f"in_{axis}")[i]), k, int(self.stride[i]),
-                               int(self.pad[i]))  # fmt: skip
+            expect = _out_size(
+                int(getattr(self, f"in_{axis}")[i]), k, int(self.stride[i]), int(self.pad[i])
+            )
             got = int(getattr(self, f"out_{axis}")[i])
             if expect < 1:
                 raise WorkloadError(
@@ -361,19 +365,24 @@ class LayerTable:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise WorkloadError(f"workload file {str(path)!r} must be readable JSON: {exc}") from exc
+            raise WorkloadError(
+                f"workload file {str(path)!r} must be readable JSON: {exc}"
+            ) from exc
         return cls.from_dict(data)
 
     @classmethod
-    def from_csv(cls, path_or_text: str | Path, *, batch: int | None = None,
-                 name: str | None = None) -> LayerTable:  # fmt: skip
+    def from_csv(
+        cls, path_or_text: str | Path, *, batch: int | None = None, name: str | None = None
+    ) -> LayerTable:
         """Read a table written by :meth:`to_csv` (a path, or the CSV text itself)."""
         text = str(path_or_text)
         if "\n" not in text:
             try:
                 text = Path(path_or_text).read_text()
             except OSError as exc:
-                raise WorkloadError(f"workload file {str(path_or_text)!r} must be readable: {exc}")
+                raise WorkloadError(
+                    f"workload file {str(path_or_text)!r} must be readable: {exc}"
+                ) from exc
             name = name or Path(path_or_text).stem
         rows = list(csv.DictReader(io.StringIO(text)))
         for row in rows:
@@ -394,8 +403,11 @@ class LayerTable:
             "name": self.name,
             "batch": self.batch,
             "layers": [
-                {"name": layer.name, **attrs.asdict(layer, filter=lambda a, _: a.name != "name"),
-                 "kind": layer.kind.name.lower()}  # fmt: skip
+                {
+                    "name": layer.name,
+                    **attrs.asdict(layer, filter=lambda a, _: a.name != "name"),
+                    "kind": layer.kind.name.lower(),
+                }
                 for layer in self
             ],
         }
@@ -414,15 +426,21 @@ class LayerTable:
         writer.writerow(["name", *KERNEL_COLUMNS, "macs", "params"])
         for layer, macs, params in zip(self, self.macs, self.params, strict=True):
             writer.writerow(
-                [layer.name, layer.kind.name.lower(), *(getattr(layer, f) for f in _INT_FIELDS),
-                 int(layer.reads_image), int(macs), int(params)]  # fmt: skip
+                [
+                    layer.name,
+                    layer.kind.name.lower(),
+                    *(getattr(layer, f) for f in _INT_FIELDS),
+                    int(layer.reads_image),
+                    int(macs),
+                    int(params),
+                ]
             )
         if path is not None:
             Path(path).write_text(buf.getvalue())
         return buf.getvalue()
 
     def kernel_array(self) -> np.ndarray:
-        """The shape columns as one C-contiguous ``int64`` array, columns as :data:`KERNEL_COLUMNS`."""
+        """The shape columns as one C-contiguous ``int64`` array (see :data:`KERNEL_COLUMNS`)."""
         return np.ascontiguousarray(
             np.stack([getattr(self, f).astype(np.int64) for f in KERNEL_COLUMNS], axis=1)
         )
@@ -472,7 +490,7 @@ class LayerTable:
             reads_image=bool(self.reads_image[i]),
         )
 
-    def __iter__(self):  # noqa: ANN204 - generator of Layer
+    def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:

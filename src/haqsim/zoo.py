@@ -209,8 +209,16 @@ def mobilenet_v2(
             if t != 1:
                 rows.append(conv(f"{prefix}.0.0", cin, hidden, 1, hw, pad=0))
                 j = 1
-            dw = conv(f"{prefix}.{j}.0", hidden, hidden, 3, hw, stride=s if i == 0 else 1,
-                      pad=1, groups=hidden)  # fmt: skip
+            dw = conv(
+                f"{prefix}.{j}.0",
+                hidden,
+                hidden,
+                3,
+                hw,
+                stride=s if i == 0 else 1,
+                pad=1,
+                groups=hidden,
+            )
             hw = dw.out_h
             rows += [dw, conv(f"{prefix}.{j + 1}", hidden, cout, 1, hw, pad=0)]
             cin = cout

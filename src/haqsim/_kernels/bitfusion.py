@@ -88,12 +88,26 @@ def _promote(
 
 @njit(cache=True)
 def search_mode(
-    kh: int, kw: int, stride: int, OH: int, OW: int, IC: int, OC: int, B: int,
-    a: int, w: int, im2col: bool,
-    hw_int: np.ndarray, hw_pj: np.ndarray, masks: np.ndarray,
-    perms: np.ndarray, perm_off: np.ndarray,
-    res_int: np.ndarray, res_float: np.ndarray, res_map: np.ndarray,
-) -> bool:  # fmt: skip
+    kh: int,
+    kw: int,
+    stride: int,
+    OH: int,
+    OW: int,
+    IC: int,
+    OC: int,
+    B: int,
+    a: int,
+    w: int,
+    im2col: bool,
+    hw_int: np.ndarray,
+    hw_pj: np.ndarray,
+    masks: np.ndarray,
+    perms: np.ndarray,
+    perm_off: np.ndarray,
+    res_int: np.ndarray,
+    res_float: np.ndarray,
+    res_map: np.ndarray,
+) -> bool:
     """Best tiling of one ungrouped layer in one mode; False if no tiling fits the buffers.
 
     ``hw_int = [N, M, dram_bits_per_cycle, wbuf_bits, ibuf_bits, obuf_bits]``;
@@ -155,8 +169,7 @@ def search_mode(
                     fo = ow * oh * _cdiv(oc, M) * M * b * 32
                     if fw > half_w or fo > half_o:
                         continue
-                    T = (_cdiv(B, b) * _cdiv(OW, ow) * _cdiv(OH, oh) * _cdiv(IC, ic)
-                         * _cdiv(OC, oc))  # fmt: skip
+                    T = _cdiv(B, b) * _cdiv(OW, ow) * _cdiv(OH, oh) * _cdiv(IC, ic) * _cdiv(OC, oc)
                     if im2col:
                         per_tile = b * oh * ow * _cdiv(oc, M) * _cdiv(KK * ic, lane)
                     else:
@@ -309,30 +322,92 @@ def search_mode(
 
 @njit(cache=True)
 def _layer(
-    row: np.ndarray, w: int, a: int, batch: int,
-    hw_int: np.ndarray, hw_pj: np.ndarray, masks: np.ndarray,
-    perms: np.ndarray, perm_off: np.ndarray,
-    out_int: np.ndarray, out_float: np.ndarray, out_map: np.ndarray,
-) -> bool:  # fmt: skip
+    row: np.ndarray,
+    w: int,
+    a: int,
+    batch: int,
+    hw_int: np.ndarray,
+    hw_pj: np.ndarray,
+    masks: np.ndarray,
+    perms: np.ndarray,
+    perm_off: np.ndarray,
+    out_int: np.ndarray,
+    out_float: np.ndarray,
+    out_map: np.ndarray,
+) -> bool:
     kh, kw, stride, groups = row[3], row[4], row[5], row[7]
     out_h, out_w, reads_image = row[10], row[11], row[12]
     cin = row[1] // groups
     cout = row[2] // groups
     if groups == 1:
-        found = search_mode(kh, kw, stride, out_h, out_w, cin, cout, batch, a, w,
-                            reads_image != 0, hw_int, hw_pj, masks, perms, perm_off,
-                            out_int, out_float, out_map)  # fmt: skip
+        found = search_mode(
+            kh,
+            kw,
+            stride,
+            out_h,
+            out_w,
+            cin,
+            cout,
+            batch,
+            a,
+            w,
+            reads_image != 0,
+            hw_int,
+            hw_pj,
+            masks,
+            perms,
+            perm_off,
+            out_int,
+            out_float,
+            out_map,
+        )
         return found
     # Grouped or depthwise: one group, direct and im2col, the cheaper of the two, times groups.
     alt_int = np.zeros(out_int.shape[0], np.int64)
     alt_float = np.zeros(out_float.shape[0], np.float64)
     alt_map = np.zeros(out_map.shape[0], np.int64)
-    ok_direct = search_mode(kh, kw, stride, out_h, out_w, cin, cout, batch, a, w, False,
-                            hw_int, hw_pj, masks, perms, perm_off,
-                            out_int, out_float, out_map)  # fmt: skip
-    ok_im2col = search_mode(kh, kw, stride, out_h, out_w, cin, cout, batch, a, w, True,
-                            hw_int, hw_pj, masks, perms, perm_off,
-                            alt_int, alt_float, alt_map)  # fmt: skip
+    ok_direct = search_mode(
+        kh,
+        kw,
+        stride,
+        out_h,
+        out_w,
+        cin,
+        cout,
+        batch,
+        a,
+        w,
+        False,
+        hw_int,
+        hw_pj,
+        masks,
+        perms,
+        perm_off,
+        out_int,
+        out_float,
+        out_map,
+    )
+    ok_im2col = search_mode(
+        kh,
+        kw,
+        stride,
+        out_h,
+        out_w,
+        cin,
+        cout,
+        batch,
+        a,
+        w,
+        True,
+        hw_int,
+        hw_pj,
+        masks,
+        perms,
+        perm_off,
+        alt_int,
+        alt_float,
+        alt_map,
+    )
     if not ok_direct and not ok_im2col:
         return False
     if ok_im2col:
@@ -356,16 +431,38 @@ def _layer(
 
 @njit(cache=True, parallel=True)
 def bitfusion_costs(
-    layers: np.ndarray, layer_index: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
-    batch: int, hw_int: np.ndarray, hw_pj: np.ndarray, masks: np.ndarray,
-    perms: np.ndarray, perm_off: np.ndarray,
-    out_int: np.ndarray, out_float: np.ndarray, out_map: np.ndarray, found: np.ndarray,
-) -> None:  # fmt: skip
+    layers: np.ndarray,
+    layer_index: np.ndarray,
+    w_bits: np.ndarray,
+    a_bits: np.ndarray,
+    batch: int,
+    hw_int: np.ndarray,
+    hw_pj: np.ndarray,
+    masks: np.ndarray,
+    perms: np.ndarray,
+    perm_off: np.ndarray,
+    out_int: np.ndarray,
+    out_float: np.ndarray,
+    out_map: np.ndarray,
+    found: np.ndarray,
+) -> None:
     """Cost of task ``t`` = layer ``layer_index[t]`` at ``(w_bits[t], a_bits[t])``, into row ``t``.
 
     ``found[t]`` is set to 0 where no tiling fits the buffers (the caller raises).
     """
     for t in prange(layer_index.shape[0]):
-        ok = _layer(layers[layer_index[t]], w_bits[t], a_bits[t], batch, hw_int, hw_pj, masks,
-                    perms, perm_off, out_int[t], out_float[t], out_map[t])  # fmt: skip
+        ok = _layer(
+            layers[layer_index[t]],
+            w_bits[t],
+            a_bits[t],
+            batch,
+            hw_int,
+            hw_pj,
+            masks,
+            perms,
+            perm_off,
+            out_int[t],
+            out_float[t],
+            out_map[t],
+        )
         found[t] = 1 if ok else 0

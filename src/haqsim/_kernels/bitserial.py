@@ -23,11 +23,24 @@ def _layer(
     out_float: np.ndarray,
 ) -> None:
     dm, dn, dk, fetch_width, w_pass, a_pass, result_bits = (
-        hw_int[0], hw_int[1], hw_int[2], hw_int[3], hw_int[4], hw_int[5], hw_int[6],
-    )  # fmt: skip
+        hw_int[0],
+        hw_int[1],
+        hw_int[2],
+        hw_int[3],
+        hw_int[4],
+        hw_int[5],
+        hw_int[6],
+    )
     kind, cin, cout, kh, kw, groups, out_h, out_w = (
-        row[0], row[1], row[2], row[3], row[4], row[7], row[10], row[11],
-    )  # fmt: skip
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[7],
+        row[10],
+        row[11],
+    )
     kk = kh * kw
     n = out_h * out_w
     if kind == 3:  # linear: one GEMM per image, n = 1
@@ -81,5 +94,13 @@ def bitserial_costs(
         out_float: ``float64[n_tasks, 3]`` output.
     """
     for t in prange(layer_index.shape[0]):
-        _layer(layers[layer_index[t]], w_bits[t], a_bits[t], batch, hw_int, hw_pj,
-               out_int[t], out_float[t])  # fmt: skip
+        _layer(
+            layers[layer_index[t]],
+            w_bits[t],
+            a_bits[t],
+            batch,
+            hw_int,
+            hw_pj,
+            out_int[t],
+            out_float[t],
+        )

@@ -18,9 +18,9 @@ def gather_totals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Totals per policy: cycles, energy (pJ), size (bits) and BitOps.
 
-    ``cycles``/``energy_pj`` are ``[L, nb, nb]`` tables; ``w_bits``/``a_bits`` the ``(n, L)`` policies; the
-    table holds bitwidths from ``lo`` up. Energies are summed
-    layer by layer in order, exactly as a sequential sum of the per-layer values.
+    ``cycles``/``energy_pj`` are ``[L, nb, nb]`` tables; ``w_bits``/``a_bits`` the ``(n, L)``
+    policies; the table holds bitwidths from ``lo`` up. Energies are summed layer by layer in
+    order, exactly as a sequential sum of the per-layer values.
     """
     n, L = w_bits.shape
     out_cycles = np.zeros(n, np.int64)
