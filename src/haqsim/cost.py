@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numba
 import numpy as np
 
 from haqsim._kernels import FLOAT_FIELDS, INT_FIELDS
@@ -149,22 +150,11 @@ def _run_kernel(
         )
         return out_int, out_float, out_map
     found = np.ones(n, np.int64)
-    bitfusion_costs(
-        layers,
-        layer_index,
-        w_bits,
-        a_bits,
-        batch,
-        hw_int,
-        hw_pj,
-        STREAM_MASKS,
-        _PERMS,
-        _PERM_OFFSETS,
-        out_int,
-        out_float,
-        out_map,
-        found,
-    )
+    with numba.parallel_chunksize(1):  # tasks differ widely in cost: schedule dynamically
+        bitfusion_costs(
+            *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, STREAM_MASKS),
+            *(_PERMS, _PERM_OFFSETS, out_int, out_float, out_map, found),
+        )
     if not found.all():
         t = int(np.flatnonzero(found == 0)[0])
         i = int(layer_index[t])
@@ -383,6 +373,8 @@ class CostTable:
         ints: ``int64[L, nb, nb, 7]`` figures, columns as ``INT_FIELDS``.
         pj: ``float64[L, nb, nb, 3]`` energies in picojoules, columns as ``FLOAT_FIELDS``.
         mapping: ``int64[L, nb, nb, 8]`` Bit Fusion mapping (zeros for bit-serial).
+        cycles: ``int64[L, nb, nb]`` total cycles (HAQ's latency lookup table when ``lo == 1``).
+        energy_pj: ``float64[L, nb, nb]`` energy per layer in picojoules.
     """
 
     workload: LayerTable
@@ -393,6 +385,13 @@ class CostTable:
     ints: np.ndarray
     pj: np.ndarray
     mapping: np.ndarray
+    cycles: np.ndarray = attrs.field(init=False)
+    energy_pj: np.ndarray = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        # The two tables every policy evaluation gathers from, computed once.
+        object.__setattr__(self, "cycles", self.ints[..., 0] + self.ints[..., 1])
+        object.__setattr__(self, "energy_pj", self.pj[..., 0] + self.pj[..., 1] + self.pj[..., 2])
 
     @classmethod
     def build(
@@ -501,20 +500,9 @@ class CostTable:
     def n_layers(self) -> int:
         return len(self.workload)
 
-    @property
-    def cycles(self) -> np.ndarray:
-        """``int64[L, nb, nb]`` total cycles (HAQ's latency lookup table when ``lo == 1``)."""
-        return self.ints[..., 0] + self.ints[..., 1]
-
-    @property
-    def energy_pj(self) -> np.ndarray:
-        """``float64[L, nb, nb]`` energy per layer in picojoules."""
-        return self.pj[..., 0] + self.pj[..., 1] + self.pj[..., 2]
-
     def _check_policies(self, w_bits: Any, a_bits: Any) -> tuple[np.ndarray, np.ndarray]:
         w = np.asarray(w_bits)
         a = np.asarray(a_bits)
-        single = w.ndim == 1
         w2 = np.atleast_2d(w)
         a2 = np.atleast_2d(a)
         for name, arr in (("w_bits", w2), ("a_bits", a2)):
@@ -525,13 +513,6 @@ class CostTable:
                 )
             if not np.issubdtype(arr.dtype, np.integer):
                 raise PolicyError(f"policies {name!r} must hold integers, got {arr.dtype}")
-            bad = np.argwhere((arr < self.lo) | (arr > self.hi))
-            if bad.size:
-                p, i = (int(x) for x in bad[0])
-                where = f"layer {i}" if single else f"policy {p} layer {i}"
-                raise PolicyError(
-                    f"{where} {name!r} must be in [{self.lo}, {self.hi}], got {int(arr[p, i])}"
-                )
         if w2.shape != a2.shape:
             raise PolicyError(
                 f"policies 'w_bits' and 'a_bits' must have the same shape, got {w2.shape} and "
@@ -545,9 +526,26 @@ class CostTable:
         Totals equal :func:`estimate`'s exactly.
         """
         w, a = self._check_policies(w_bits, a_bits)
-        cycles, energy_pj, size_bits, bitops = gather_totals(
-            self.cycles, self.energy_pj, self.workload.params, self.workload.macs, w, a, self.lo
+        cycles, energy_pj, size_bits, bitops, bad = gather_totals(
+            self.cycles,
+            self.energy_pj,
+            self.workload.params,
+            self.workload.macs,
+            w,
+            a,
+            self.lo,
+            self.hi,
         )
+        if bad.max(initial=-1) >= 0:
+            p = int(np.flatnonzero(bad >= 0)[0])
+            i = int(bad[p])
+            where = f"layer {i}" if np.ndim(w_bits) == 1 else f"policy {p} layer {i}"
+            name, value = (
+                ("w_bits", w[p, i]) if not self.lo <= w[p, i] <= self.hi else ("a_bits", a[p, i])
+            )
+            raise PolicyError(
+                f"{where} {name!r} must be in [{self.lo}, {self.hi}], got {int(value)}"
+            )
         return PolicyCosts(
             cycles=cycles,
             latency_s=cycles / self.hardware.clock_hz,

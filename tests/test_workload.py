@@ -1,0 +1,129 @@
+"""LayerTable: construction, derived figures, validation, serialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from haqsim import LayerKind, LayerTable, conv, linear
+from haqsim.errors import WorkloadError
+
+
+def small() -> LayerTable:
+    return LayerTable.from_layers(
+        [
+            conv("stem", 3, 8, 3, 32, stride=2, reads_image=True),
+            conv("dw", 8, 8, 3, 16, groups=8),
+            conv("g", 8, 16, 3, 16, groups=2),
+            conv("rect", 16, 16, (1, 5), (1, 16), pad=0),
+            linear("fc", 16 * 12, 10),
+        ],
+        name="small",
+    )
+
+
+def test_kinds_and_shapes_follow_from_arguments():
+    t = small()
+    assert [LayerKind(k) for k in t.kind] == [
+        LayerKind.CONV, LayerKind.DEPTHWISE, LayerKind.GROUPED, LayerKind.CONV, LayerKind.LINEAR,
+    ]  # fmt: skip
+    assert (int(t.out_h[0]), int(t.out_w[0])) == (16, 16)
+    assert (int(t.out_h[3]), int(t.out_w[3])) == (1, 12)
+    assert t.reads_image.tolist() == [True, False, False, False, False]
+
+
+def test_macs_and_params_by_hand():
+    t = small()
+    assert t.macs.tolist() == [
+        16 * 16 * 8 * 3 * 9,
+        16 * 16 * 8 * 1 * 9,
+        16 * 16 * 16 * 4 * 9,
+        1 * 12 * 16 * 16 * 5,
+        192 * 10,
+    ]
+    assert t.params.tolist() == [8 * 3 * 9, 8 * 9, 16 * 4 * 9, 16 * 16 * 5, 1920]
+    assert t.total_macs == int(t.macs.sum())
+
+
+def test_json_and_csv_round_trip(tmp_path):
+    t = small().with_batch(4)
+    path = tmp_path / "w.json"
+    t.to_json(path)
+    assert LayerTable.from_json(path) == t
+    csv_path = tmp_path / "w.csv"
+    t.to_csv(csv_path)
+    assert LayerTable.from_csv(csv_path, batch=4) == t
+
+
+def test_columns_are_read_only():
+    t = small()
+    with pytest.raises(ValueError, match="read-only"):
+        t.cin[0] = 5
+
+
+def test_select_and_getitem():
+    t = small()
+    sub = t.select([4, 0])
+    assert sub.names == ("fc", "stem")
+    assert sub[1] == t[0]
+    with pytest.raises(IndexError):
+        t[9]
+
+
+def test_kernel_array_columns():
+    arr = small().kernel_array()
+    assert arr.shape == (5, 13) and arr.dtype == np.int64 and arr.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cin": [3, 0, 8, 16, 192]}, r"layer 1 \('dw'\) 'cin' must be >= 1, got 0"),
+        ({"pad": [-1, 1, 1, 0, 0]}, r"layer 0 \('stem'\) 'pad' must be >= 0, got -1"),
+        ({"groups": [1, 8, 3, 1, 1]}, r"'groups' must divide cin and cout, got groups=3"),
+        ({"out_h": [15, 16, 16, 1, 1]}, r"'out_h' must equal .* = 16, got 15"),
+        ({"kind": [0, 0, 2, 0, 3]}, r"kind 'conv' must have groups=1, got groups=8"),
+        ({"kind": [0, 1, 1, 0, 3]}, r"kind 'depthwise' must have groups == cin == cout"),
+        ({"names": ["a", "a", "b", "c", "d"]}, r"layer 1 name must be unique, got duplicate 'a'"),
+        ({"batch": 0}, r"batch must be a positive integer or None, got 0"),
+        ({"batch": True}, r"batch must be a positive integer or None, got True"),
+        ({"cout": [8, 8, 16, 16]}, r"column 'cout' must have 5 rows"),
+        ({"cin": [3.5, 8, 8, 16, 192]}, r"column 'cin' must hold integers"),
+    ],
+)
+def test_validation_errors(change, message):
+    t = small()
+    fields = {f: getattr(t, f) for f in ("names", "kind", "cin", "cout", "kh", "kw", "stride",
+                                         "pad", "groups", "in_h", "in_w", "out_h", "out_w",
+                                         "reads_image", "batch")}  # fmt: skip
+    fields.update(change)
+    with pytest.raises(WorkloadError, match=message):
+        LayerTable(**fields)
+
+
+def test_linear_rows_must_be_flat():
+    t = small()
+    fields = {f: getattr(t, f) for f in ("names", "cin", "cout", "kh", "kw", "stride", "pad",
+                                         "groups", "in_h", "in_w", "out_h", "out_w",
+                                         "reads_image")}  # fmt: skip
+    fields["kind"] = [0, 1, 2, 3, 3]
+    with pytest.raises(WorkloadError, match=r"layer 3 \('rect'\) a linear layer must have"):
+        LayerTable(**fields)
+
+
+def test_kernel_larger_than_input():
+    with pytest.raises(WorkloadError, match="must fit the input"):
+        LayerTable.from_layers([conv("big", 3, 3, 7, 3, pad=0)])
+
+
+def test_empty_and_bad_files(tmp_path):
+    with pytest.raises(WorkloadError, match="at least one layer"):
+        LayerTable.from_layers([])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(WorkloadError, match="must be readable JSON"):
+        LayerTable.from_json(bad)
+    with pytest.raises(WorkloadError, match="must have a 'layers' list"):
+        LayerTable.from_dict({"rows": []})
+    with pytest.raises(WorkloadError, match=r"'kind' must be one of"):
+        LayerTable.from_dict({"layers": [{**small().to_dict()["layers"][0], "kind": "lstm"}]})
