@@ -1,0 +1,920 @@
+"""Fake quantization with straight-through gradients, and applying a bit policy to a model copy.
+
+The quantizers are HAQ's linear ones:
+
+- **Weights**: symmetric, ``scale = c / (2^(b-1) - 1)``, per output channel or per tensor. The
+  clip ``c`` is the maximum ``|w|`` (``"max"``), the value minimising the squared quantization error
+  (``"mse"``), or, at 6 bits and below, TensorRT's KL-divergence threshold (``"kl"``). The clip is
+  stored as a fraction of the channel's maximum, so it follows the weights during fine-tuning.
+  One-bit weights are binary, ``sign(w) * mean|w|`` (XNOR-Net).
+- **Activations** (the *input* of each quantizable layer: HAQ's ``a_bits``): unsigned over
+  ``[0, c]`` when the calibration data never goes negative (after a ReLU), otherwise symmetric
+  signed; ``c`` is calibrated on data (max, percentile or MSE) and optionally learned during
+  fine-tuning (PACT-style, ``learn_clip=True``).
+- ``b`` is 1 to 8 or 16 bits; :data:`FULL_PRECISION` (32) leaves the tensor in floating point.
+
+Rounding uses a straight-through estimator (the detach trick): the forward pass rounds, the
+backward pass treats rounding as the identity, so gradients pass inside the clip range and stop
+outside it.
+
+:func:`quantize` deep-copies the model, folds BatchNorm into the preceding convolution, replaces
+every layer :func:`haqsearch.trace.trace` finds (row ``i`` of the traced workload is policy index
+``i``) by a :class:`QuantConv2d`, :class:`QuantConv1d` or :class:`QuantLinear`, and calibrates the
+activation clips. The original model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from haqsearch.data import as_batches, check_batch
+from haqsearch.errors import HaqsearchError
+from haqsearch.trace import trace
+
+__all__ = [
+    "FULL_PRECISION",
+    "KL_MAX_BITS",
+    "Policy",
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantLinear",
+    "QuantModule",
+    "check_bits",
+    "fake_quant_signed",
+    "fake_quant_unsigned",
+    "fold_batchnorm",
+    "quant_modules",
+    "quantize",
+    "weight_clip_value",
+]
+
+#: Bit width meaning "leave this tensor in floating point".
+FULL_PRECISION = 32
+#: Allowed bit widths: 1 to 8, 16, and :data:`FULL_PRECISION`.
+ALLOWED_BITS: frozenset[int] = frozenset([*range(1, 9), 16, FULL_PRECISION])
+#: ``weight_clip="kl"`` searches a KL threshold at this many bits or fewer (max clip above).
+KL_MAX_BITS = 6
+
+WeightClip = Literal["max", "mse", "kl"]
+ActClip = Literal["max", "percentile", "mse"]
+_WEIGHT_CLIPS = ("max", "mse", "kl")
+_ACT_CLIPS = ("max", "percentile", "mse")
+_MIN_CLIP = 1e-8
+_SAMPLES_PER_BATCH = 1 << 14
+_MAX_SAMPLES = 1 << 15
+_GRID = 64  # candidate clips of the MSE searches
+
+
+# --------------------------------------------------------------------------------------------
+# Quantizers
+# --------------------------------------------------------------------------------------------
+
+
+def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q`` in the forward pass, the gradient of ``x`` in the backward pass."""
+    return x + (q - x).detach()
+
+
+def fake_quant_signed(x: torch.Tensor, clip: torch.Tensor | float, bits: int) -> torch.Tensor:
+    """Symmetric linear fake quantization to ``bits`` bits over ``[-clip, clip]``.
+
+    Levels are ``k * clip / (2^(bits-1) - 1)`` for integer ``|k| <= 2^(bits-1) - 1``; one bit gives
+    ``{-clip, +clip}``. Gradients pass straight through inside the range and are zero outside it
+    (and flow into ``clip`` where it is a tensor requiring gradients).
+
+    Args:
+        x: Tensor to quantize.
+        clip: Clip value, positive; a scalar or a tensor broadcastable to ``x`` (per channel).
+        bits: 1 to 16, or :data:`FULL_PRECISION` to return ``x`` unchanged.
+    """
+    if bits >= FULL_PRECISION:
+        return x
+    c = torch.as_tensor(clip, dtype=x.dtype, device=x.device).clamp_min(_MIN_CLIP)
+    xc = torch.minimum(torch.maximum(x, -c), c)
+    if bits == 1:
+        return _ste(xc, torch.where(xc >= 0, c, -c))
+    scale = c / (2 ** (bits - 1) - 1)
+    v = xc / scale
+    return _ste(v, torch.round(v)) * scale
+
+
+def fake_quant_unsigned(x: torch.Tensor, clip: torch.Tensor | float, bits: int) -> torch.Tensor:
+    """Unsigned linear fake quantization to ``bits`` bits over ``[0, clip]``.
+
+    Levels are ``k * clip / (2^bits - 1)`` for ``k = 0 .. 2^bits - 1``. Straight-through gradients
+    as in :func:`fake_quant_signed`.
+    """
+    if bits >= FULL_PRECISION:
+        return x
+    c = torch.as_tensor(clip, dtype=x.dtype, device=x.device).clamp_min(_MIN_CLIP)
+    xc = torch.minimum(torch.relu(x), c)
+    scale = c / (2**bits - 1)
+    v = xc / scale
+    return _ste(v, torch.round(v)) * scale
+
+
+def _binarize(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """One-bit weights: ``sign(w) * mean|w|`` per channel (or tensor), straight-through."""
+    if per_channel:
+        alpha = w.detach().abs().flatten(1).mean(1).view(-1, *[1] * (w.ndim - 1))
+    else:
+        alpha = w.detach().abs().mean()
+    return _ste(w, torch.where(w >= 0, alpha, -alpha))
+
+
+def _channel_max(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """``max|w|`` per output channel, shaped to broadcast against ``w``, or a scalar."""
+    if per_channel:
+        return w.detach().abs().flatten(1).amax(1).view(-1, *[1] * (w.ndim - 1))
+    return w.detach().abs().amax()
+
+
+def _mse_ratio(x: torch.Tensor, amax: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:
+    """Fraction of ``amax`` minimising ``sum (Q(x) - x)^2`` per row of ``x`` (rows, values)."""
+    ratios = torch.linspace(1.0 / _GRID, 1.0, _GRID, dtype=x.dtype, device=x.device)
+    clips = ratios.view(-1, 1, 1) * amax.view(1, -1, 1)  # (grid, rows, 1)
+    xs = x.unsqueeze(0)
+    q = fake_quant_signed(xs, clips, bits) if signed else fake_quant_unsigned(xs, clips, bits)
+    err = (q - xs).pow(2).sum(-1)  # (grid, rows)
+    return ratios[err.argmin(0)]  # ratio 1 (max) is a candidate, so the result is <= max
+
+
+def _kl_threshold(values: np.ndarray, bits: int) -> float:
+    """TensorRT-style threshold on ``|values|`` minimising KL(reference || quantized) histograms.
+
+    The histogram has about 8 values per bin (64 to 2048 bins), and thresholds below 1/16 of the
+    maximum are not considered (as in TensorRT, 128 of 2048 bins): with few values, a sparse
+    histogram otherwise rewards absurdly small thresholds.
+    """
+    mags = np.abs(values.astype(np.float64).ravel())
+    top = float(mags.max()) if mags.size else 0.0
+    levels = 2 ** (bits - 1)  # magnitude levels 0 .. 2^(b-1) - 1 of a signed b-bit code
+    n_bins = int(np.clip(mags.size // 8, 64, 2048))
+    if top <= 0.0 or levels >= n_bins:
+        return top
+    hist, edges = np.histogram(mags, bins=n_bins, range=(0.0, top))
+    hist = hist.astype(np.float64)
+    best_i, best_kl = n_bins, math.inf
+    start = max(levels, n_bins // 16)
+    step = max(1, (n_bins - start) // 128)
+    for i in range(start, n_bins + 1, step):
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()
+        starts = (np.arange(levels) * i) // levels
+        chunk = np.add.reduceat(hist[:i], starts)
+        nonzero = np.add.reduceat((p > 0).astype(np.float64), starts)
+        owner = np.searchsorted(starts, np.arange(i), side="right") - 1
+        q = np.where(p > 0, chunk[owner] / np.maximum(nonzero[owner], 1.0), 0.0)
+        mask = p > 0
+        p_n = p[mask] / p.sum()
+        q_n = np.maximum(q[mask], 1e-12) / max(q.sum(), 1e-12)
+        kl = float(np.sum(p_n * np.log(p_n / q_n)))
+        if kl < best_kl:
+            best_i, best_kl = i, kl
+    return min(top, float(edges[min(best_i, n_bins)]))
+
+
+@torch.no_grad()
+def weight_clip_value(
+    w: torch.Tensor, bits: int, method: WeightClip = "max", *, per_channel: bool = True
+) -> torch.Tensor:
+    """Clip value(s) for symmetric weight quantization.
+
+    Args:
+        w: Weight, output channels first.
+        bits: Weight bits (2 to 16; one-bit weights use ``mean|w|`` instead of a clip).
+        method: ``"max"`` (``max|w|``), ``"mse"`` (grid search of the clip minimising the squared
+            error, including ``max|w|``), or ``"kl"`` (KL-divergence threshold of the whole tensor
+            at :data:`KL_MAX_BITS` bits or fewer, capped by each channel's max; ``"max"`` above).
+        per_channel: One clip per output channel (shape broadcastable to ``w``) or one in all.
+
+    Returns:
+        The clip, never above ``max|w|`` of its channel.
+
+    Raises:
+        HaqsearchError: If ``method`` is unknown.
+    """
+    if method not in _WEIGHT_CLIPS:
+        raise HaqsearchError(f"weight_clip must be one of {list(_WEIGHT_CLIPS)}, got {method!r}")
+    amax = _channel_max(w, per_channel)
+    if method == "max" or bits >= FULL_PRECISION or bits < 2:
+        return amax
+    if method == "mse":
+        rows = w.detach().flatten(1) if per_channel else w.detach().reshape(1, -1)
+        ratio = _mse_ratio(rows, amax.reshape(-1), bits, signed=True)
+        return (ratio.view_as(amax) if per_channel else ratio[0]) * amax
+    if bits > KL_MAX_BITS:
+        return amax
+    threshold = _kl_threshold(w.detach().cpu().numpy(), bits)
+    return torch.minimum(amax, torch.as_tensor(threshold, dtype=w.dtype, device=w.device))
+
+
+# --------------------------------------------------------------------------------------------
+# Quantized layers
+# --------------------------------------------------------------------------------------------
+
+
+class _Observer:
+    """Running min / max and a bounded random sample of a layer's inputs during calibration."""
+
+    def __init__(self, keep_samples: bool) -> None:
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.keep_samples = keep_samples
+        self.samples: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(0)
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach()
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+        if self.keep_samples:
+            flat = x.flatten().float().cpu()
+            if flat.numel() > _SAMPLES_PER_BATCH:
+                idx = torch.randint(flat.numel(), (_SAMPLES_PER_BATCH,), generator=self.generator)
+                flat = flat[idx]
+            self.samples.append(flat)
+
+    def sample(self) -> torch.Tensor:
+        s = torch.cat(self.samples)
+        if s.numel() > _MAX_SAMPLES:
+            s = s[torch.randint(s.numel(), (_MAX_SAMPLES,), generator=self.generator)]
+        return s
+
+
+class QuantModule(nn.Module):
+    """Mixin of the quantized layers: fake-quantizes the weight and the layer's input.
+
+    Attributes:
+        w_bits: Weight bits (1 to 8, 16, or :data:`FULL_PRECISION`).
+        a_bits: Input-activation bits (same range).
+        per_channel: One weight clip per output channel.
+        w_clip_ratio: Buffer, the weight clip as a fraction of each channel's (or the tensor's)
+            current ``max|w|``.
+        a_clip: The input clip (a parameter when learned, else a buffer).
+        a_signed: Buffer, whether the input is quantized symmetric (it can be negative).
+        mode: ``"quantize"`` (normal use), ``"calibrate"`` (float, recording inputs) or ``"float"``.
+    """
+
+    float_type: ClassVar[type[nn.Module]]
+    weight: nn.Parameter
+    w_bits: int
+    a_bits: int
+    per_channel: bool
+    mode: str
+    w_clip_ratio: torch.Tensor
+    a_clip: torch.Tensor
+    a_signed: torch.Tensor
+
+    def _setup(self, w_bits: int, a_bits: int, per_channel: bool, learn_clip: bool) -> None:
+        self.w_bits = int(w_bits)
+        self.a_bits = int(a_bits)
+        self.per_channel = per_channel
+        self.mode = "quantize"
+        self._observer: _Observer | None = None
+        dev, dt = self.weight.device, self.weight.dtype
+        n = self.weight.shape[0] if per_channel else 1
+        self.register_buffer("w_clip_ratio", torch.ones(n, device=dev, dtype=dt))
+        clip = torch.ones((), device=dev, dtype=dt)
+        if learn_clip:
+            self.a_clip = nn.Parameter(clip)
+        else:
+            self.register_buffer("a_clip", clip)
+        self.register_buffer("a_signed", torch.ones((), dtype=torch.bool, device=dev))
+
+    @classmethod
+    def from_float(
+        cls,
+        module: nn.Module,
+        w_bits: int,
+        a_bits: int,
+        *,
+        per_channel: bool = True,
+        learn_clip: bool = False,
+    ) -> QuantModule:
+        """A quantized layer sharing ``module``'s parameters (no weight is copied)."""
+        q = cls._empty_like(module)
+        q.weight = module.weight
+        q.bias = module.bias
+        q.train(module.training)
+        q._setup(w_bits, a_bits, per_channel, learn_clip)
+        return q
+
+    @classmethod
+    def _empty_like(cls, module: nn.Module) -> QuantModule:
+        raise NotImplementedError
+
+    def quant_weight(self) -> torch.Tensor:
+        """The fake-quantized weight."""
+        w = self.weight
+        if self.mode != "quantize" or self.w_bits >= FULL_PRECISION:
+            return w
+        if self.w_bits == 1:
+            return _binarize(w, self.per_channel)
+        amax = _channel_max(w, self.per_channel)
+        ratio = self.w_clip_ratio.view_as(amax) if self.per_channel else self.w_clip_ratio[0]
+        return fake_quant_signed(w, ratio * amax, self.w_bits)
+
+    def quant_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The fake-quantized input (records it instead while calibrating)."""
+        if self.mode == "calibrate":
+            if self._observer is not None:
+                self._observer.update(x)
+            return x
+        if self.mode != "quantize" or self.a_bits >= FULL_PRECISION:
+            return x
+        if bool(self.a_signed):
+            return fake_quant_signed(x, self.a_clip, self.a_bits)
+        return fake_quant_unsigned(x, self.a_clip, self.a_bits)
+
+    def start_calibration(self, act_clip: ActClip) -> None:
+        """Switch to calibration: run in float and record the inputs."""
+        self.mode = "calibrate"
+        self._observer = _Observer(keep_samples=act_clip != "max")
+
+    @torch.no_grad()
+    def finish_calibration(
+        self, weight_clip_method: WeightClip, act_clip: ActClip, act_percentile: float
+    ) -> None:
+        """Set the weight clip ratio and the input clip from what was recorded; quantize again."""
+        obs = self._observer
+        if obs is None or obs.lo == math.inf:
+            raise HaqsearchError(
+                f"{type(self).__name__} input clip must be calibrated on at least one batch, "
+                "got none (did the layer run?)"
+            )
+        if 1 < self.w_bits < FULL_PRECISION:
+            amax = _channel_max(self.weight, self.per_channel)
+            clip = weight_clip_value(
+                self.weight, self.w_bits, weight_clip_method, per_channel=self.per_channel
+            )
+            ratio = torch.where(amax > 0, clip / amax.clamp_min(_MIN_CLIP), torch.ones_like(amax))
+            self.w_clip_ratio.copy_(ratio.reshape(-1))
+        signed = obs.lo < 0.0
+        top = max(abs(obs.lo), obs.hi) if signed else obs.hi
+        clip_value = top
+        if act_clip != "max" and top > 0 and self.a_bits < FULL_PRECISION:
+            s = obs.sample()
+            s = s.abs() if signed else s.clamp_min(0.0)
+            if act_clip == "percentile":
+                clip_value = float(torch.quantile(s, act_percentile / 100.0))
+            else:
+                ratio = _mse_ratio(s.view(1, -1), torch.tensor([top]), self.a_bits, signed)
+                clip_value = float(ratio[0]) * top
+        self.a_clip.copy_(torch.tensor(max(clip_value, _MIN_CLIP)))
+        self.a_signed.fill_(signed)
+        self._observer = None
+        self.mode = "quantize"
+
+    def extra_repr(self) -> str:
+        """Adds the bits to the float layer's description."""
+        a_kind = "signed" if bool(self.a_signed) else "unsigned"
+        return (
+            f"{super().extra_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits} ({a_kind}), "
+            f"a_clip={float(self.a_clip):.4g}"
+        )
+
+
+class QuantConv2d(QuantModule, nn.Conv2d):
+    """:class:`~torch.nn.Conv2d` with fake-quantized weight and input."""
+
+    float_type = nn.Conv2d
+
+    @classmethod
+    def _empty_like(cls, module: nn.Module) -> QuantModule:
+        return cls(**_conv_kwargs(module))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve the quantized input with the quantized weight."""
+        return self._conv_forward(self.quant_input(x), self.quant_weight(), self.bias)
+
+
+class QuantConv1d(QuantModule, nn.Conv1d):
+    """:class:`~torch.nn.Conv1d` with fake-quantized weight and input."""
+
+    float_type = nn.Conv1d
+
+    @classmethod
+    def _empty_like(cls, module: nn.Module) -> QuantModule:
+        return cls(**_conv_kwargs(module))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve the quantized input with the quantized weight."""
+        return self._conv_forward(self.quant_input(x), self.quant_weight(), self.bias)
+
+
+class QuantLinear(QuantModule, nn.Linear):
+    """:class:`~torch.nn.Linear` with fake-quantized weight and input."""
+
+    float_type = nn.Linear
+
+    @classmethod
+    def _empty_like(cls, module: nn.Module) -> QuantModule:
+        assert isinstance(module, nn.Linear)
+        return cls(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            device="meta",
+            dtype=module.weight.dtype,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the quantized weight to the quantized input."""
+        return F.linear(self.quant_input(x), self.quant_weight(), self.bias)
+
+
+def _conv_kwargs(m: nn.Module) -> dict[str, Any]:
+    assert isinstance(m, (nn.Conv1d, nn.Conv2d))
+    return {
+        "in_channels": m.in_channels,
+        "out_channels": m.out_channels,
+        "kernel_size": m.kernel_size,
+        "stride": m.stride,
+        "padding": m.padding,
+        "dilation": m.dilation,
+        "groups": m.groups,
+        "bias": m.bias is not None,
+        "padding_mode": m.padding_mode,
+        "device": "meta",  # parameters come from the float module; no initialisation, no RNG
+        "dtype": m.weight.dtype,
+    }
+
+
+_QUANT_TYPES: tuple[type[QuantModule], ...] = (QuantConv2d, QuantConv1d, QuantLinear)
+
+
+def quant_modules(model: nn.Module) -> list[tuple[str, QuantModule]]:
+    """The quantized layers of ``model`` as ``(qualified name, module)``, in definition order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantModule)]
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------
+
+
+def _describe_bits() -> str:
+    return f"[1, 8] or 16 or {FULL_PRECISION} (full precision)"
+
+
+def check_bits(
+    bits: Any, n_layers: int, *, what: str = "w_bits", names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Validate a per-layer bit vector and return it as ``int64``.
+
+    Args:
+        bits: One bit width per layer (sequence or array).
+        n_layers: Number of quantizable layers of the model.
+        what: The vector's name in error messages (``"w_bits"`` or ``"a_bits"``).
+        names: Layer names, quoted in error messages.
+
+    Raises:
+        HaqsearchError: If the length is not ``n_layers`` or a value is not an allowed integer
+            bit width (1 to 8, 16 or :data:`FULL_PRECISION`).
+    """
+    try:
+        arr = np.asarray(bits)
+    except Exception as exc:  # ragged input
+        raise HaqsearchError(f"{what} must be a 1-D sequence of integers, got {bits!r}") from exc
+    if arr.ndim != 1:
+        raise HaqsearchError(f"{what} must be a 1-D sequence of integers, got shape {arr.shape}")
+    if len(arr) != n_layers:
+        raise HaqsearchError(
+            f"{what} must have one entry per quantizable layer ({n_layers}), got {len(arr)}"
+        )
+    for i, b in enumerate(arr.tolist()):
+        label = f"layer {i} {names[i]!r}" if names is not None else f"layer {i}"
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or b != int(b):
+            raise HaqsearchError(f"{label} {what} must be an integer, got {b!r}")
+        if int(b) not in ALLOWED_BITS:
+            raise HaqsearchError(f"{label} {what} must be in {_describe_bits()}, got {int(b)}")
+    return arr.astype(np.int64)
+
+
+@attrs.frozen
+class Policy:
+    """Per-layer weight and input-activation bits, optionally with the layer names.
+
+    In code a policy is indexed by layer (index ``i`` = row ``i`` of the traced workload); in files
+    it is keyed by layer name, so a file stays valid if it is applied to the same model.
+
+    JSON format::
+
+        {"format": "haqsearch-policy", "version": 1,
+         "layers": {"features.0": {"w_bits": 8, "a_bits": 8}, ...}}
+
+    Attributes:
+        w_bits: Weight bits per layer.
+        a_bits: Input-activation bits per layer.
+        names: Layer names (same length), or ``None``.
+    """
+
+    w_bits: tuple[int, ...] = attrs.field(converter=lambda v: tuple(int(b) for b in v))
+    a_bits: tuple[int, ...] = attrs.field(converter=lambda v: tuple(int(b) for b in v))
+    names: tuple[str, ...] | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else tuple(str(n) for n in v)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        n = len(self.w_bits)
+        check_bits(self.w_bits, n, what="w_bits", names=self.names)
+        check_bits(self.a_bits, n, what="a_bits", names=self.names)
+        if self.names is not None:
+            if len(self.names) != n:
+                raise HaqsearchError(
+                    f"Policy names must have one entry per layer ({n}), got {len(self.names)}"
+                )
+            if len(set(self.names)) != n:
+                raise HaqsearchError(f"Policy names must be unique, got {list(self.names)}")
+
+    def __len__(self) -> int:
+        return len(self.w_bits)
+
+    @classmethod
+    def uniform(cls, layers: int | Sequence[str], w_bits: int, a_bits: int | None = None) -> Policy:
+        """The same bits for every layer; ``layers`` is a count or the layer names."""
+        names = None if isinstance(layers, int) else list(layers)
+        n = layers if isinstance(layers, int) else len(names or ())
+        a = w_bits if a_bits is None else a_bits
+        return cls([w_bits] * n, [a] * n, names)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(w_bits, a_bits)`` as ``int64`` arrays, for :func:`quantize` or an oracle."""
+        return np.asarray(self.w_bits, np.int64), np.asarray(self.a_bits, np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form, keyed by layer name.
+
+        Raises:
+            HaqsearchError: If the policy has no names.
+        """
+        if self.names is None:
+            raise HaqsearchError("Policy must have layer names to be saved, got names=None")
+        layers = {
+            n: {"w_bits": w, "a_bits": a}
+            for n, w, a in zip(self.names, self.w_bits, self.a_bits, strict=True)
+        }
+        return {"format": "haqsearch-policy", "version": 1, "layers": layers}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], names: Sequence[str] | None = None) -> Policy:
+        """Read the :meth:`to_dict` form, ordered as ``names`` (the model's layers) if given.
+
+        Raises:
+            HaqsearchError: If the data is malformed, or ``names`` and the file's layers differ.
+        """
+        layers = data.get("layers") if isinstance(data, dict) else None
+        if not isinstance(layers, dict):
+            raise HaqsearchError(
+                "policy must be an object with a 'layers' object keyed by layer name, "
+                f"got {type(data).__name__} "
+                f"{'with keys ' + str(list(data)) if isinstance(data, dict) else ''}".rstrip()
+            )
+        order = list(layers) if names is None else list(names)
+        if names is not None:
+            missing = [n for n in order if n not in layers]
+            extra = [n for n in layers if n not in set(order)]
+            if missing or extra:
+                raise HaqsearchError(
+                    f"policy layers must match the model's {len(order)} layers, got "
+                    f"{len(missing)} missing {missing} and {len(extra)} unknown {extra}"
+                )
+        w, a = [], []
+        for n in order:
+            entry = layers[n]
+            if not isinstance(entry, dict) or "w_bits" not in entry or "a_bits" not in entry:
+                raise HaqsearchError(
+                    f"policy layer {n!r} must be an object with 'w_bits' and 'a_bits', "
+                    f"got {entry!r}"
+                )
+            w.append(entry["w_bits"])
+            a.append(entry["a_bits"])
+        for what, values in (("w_bits", w), ("a_bits", a)):
+            check_bits(values, len(order), what=what, names=order)
+        return cls(w, a, order)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the policy as JSON (see the class docstring)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], names: Sequence[str] | None = None) -> Policy:
+        """Read a JSON policy file, ordered as ``names`` if given (see :meth:`from_dict`).
+
+        Raises:
+            HaqsearchError: If the file is not valid JSON or does not match ``names``.
+        """
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise HaqsearchError(
+                f"policy file {str(path)!r} must be valid JSON, got {exc}"
+            ) from exc
+        return cls.from_dict(data, names)
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm folding
+# --------------------------------------------------------------------------------------------
+
+_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _as_args(example_input: torch.Tensor | tuple[Any, ...]) -> tuple[Any, ...]:
+    return example_input if isinstance(example_input, tuple) else (example_input,)
+
+
+def _find_bn_pairs(
+    model: nn.Module, example_input: torch.Tensor | tuple[Any, ...]
+) -> list[tuple[nn.Module, nn.Module]]:
+    """(layer, BatchNorm) pairs where the BatchNorm's input is exactly the layer's output."""
+    produced: dict[int, tuple[torch.Tensor, nn.Module]] = {}
+    calls: dict[int, int] = {}
+    pairs: list[tuple[nn.Module, nn.Module]] = []
+
+    def layer_hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        if isinstance(out, torch.Tensor):
+            produced[id(out)] = (out, module)
+
+    def bn_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        x = args[0] if args else None
+        hit = produced.get(id(x)) if isinstance(x, torch.Tensor) else None
+        if hit is not None and hit[0] is x:
+            pairs.append((hit[1], module))
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, _FOLDABLE) and not isinstance(m, QuantModule):
+            handles.append(m.register_forward_hook(layer_hook))
+        elif isinstance(m, _BN):
+            handles.append(m.register_forward_pre_hook(bn_hook))
+    try:
+        _run(model, _as_args(example_input), "example_input")
+    finally:
+        for h in handles:
+            h.remove()
+    used = [m for pair in pairs for m in pair]
+    return [
+        (layer, bn)
+        for layer, bn in pairs
+        if calls[id(layer)] == 1 and calls[id(bn)] == 1 and used.count(layer) == 1
+    ]
+
+
+@torch.no_grad()
+def _fold_pair(layer: nn.Module, bn: nn.Module) -> bool:
+    assert isinstance(layer, _FOLDABLE) and isinstance(bn, _BN)
+    out_features = layer.weight.shape[0]
+    if bn.running_mean is None or bn.running_var is None or bn.num_features != out_features:
+        return False
+    inv_std = torch.rsqrt(bn.running_var + bn.eps)
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(inv_std)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(inv_std)
+    factor = gamma * inv_std
+    w = layer.weight
+    layer.weight = nn.Parameter(w * factor.view(-1, *[1] * (w.ndim - 1)))
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+    layer.bias = nn.Parameter((bias - bn.running_mean) * factor + beta)
+    return True
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, child = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, child, module)
+
+
+def _fold_inplace(model: nn.Module, example_input: torch.Tensor | tuple[Any, ...]) -> int:
+    """Fold BatchNorms into their producers in ``model`` (eval mode); the number folded.
+
+    All pairs are folded at once and the output compared with the unfolded model's. If it moved
+    (a layer's pre-BatchNorm output is also consumed elsewhere, e.g. by a shortcut), the pairs
+    are folded again one at a time, keeping only those that leave the output unchanged.
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    args = _as_args(example_input)
+    before = _run(model, args, "example_input")
+    if not isinstance(before, torch.Tensor):
+        return 0
+    tol = 1e-4 * (1.0 + float(before.abs().max()))
+
+    def unchanged() -> bool:
+        return float((_run(model, args, "example_input") - before).abs().max()) <= tol
+
+    pairs = [(layer, bn) for layer, bn in _find_bn_pairs(model, example_input) if names.get(id(bn))]
+    saved = [(layer.weight, layer.bias) for layer, _ in pairs]
+
+    def fold(i: int) -> bool:
+        layer, bn = pairs[i]
+        if not _fold_pair(layer, bn):
+            return False
+        _set_submodule(model, names[id(bn)], nn.Identity())
+        return True
+
+    def undo(i: int) -> None:
+        layer, bn = pairs[i]
+        layer.weight, layer.bias = saved[i]
+        _set_submodule(model, names[id(bn)], bn)
+
+    done = [i for i in range(len(pairs)) if fold(i)]
+    if not done or unchanged():
+        return len(done)
+    for i in reversed(done):
+        undo(i)
+    kept = 0
+    for i in range(len(pairs)):
+        if fold(i):
+            if unchanged():
+                kept += 1
+            else:
+                undo(i)
+    return kept
+
+
+def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | tuple[Any, ...]) -> nn.Module:
+    """A copy of ``model`` with each BatchNorm folded into the layer that feeds it.
+
+    Pairs are found by execution order with hooks: a ``BatchNorm1d``/``BatchNorm2d`` whose input
+    is exactly the output tensor of a ``Conv1d``, ``Conv2d`` or ``Linear`` (each called once) is
+    folded into it, using the running statistics, and replaced by :class:`~torch.nn.Identity`.
+    A pair whose folding would change the output on ``example_input`` (the layer's output also
+    feeds something else) is left alone. The copy is in eval mode; in eval mode its output
+    equals the original's up to rounding.
+
+    Args:
+        model: The model (not modified).
+        example_input: An input batch (a tensor, or a tuple of positional arguments).
+
+    Returns:
+        The folded copy, in eval mode.
+
+    Raises:
+        HaqsearchError: If the model fails on ``example_input``.
+    """
+    folded = copy.deepcopy(model).eval()
+    _fold_inplace(folded, example_input)
+    return folded
+
+
+# --------------------------------------------------------------------------------------------
+# quantize()
+# --------------------------------------------------------------------------------------------
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _checked_batches(
+    data: Any, sample_shape: Sequence[int] | None, limit: int | None, name: str
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """Batches of ``data``, each checked against ``sample_shape`` (default: the first batch's)."""
+    for i, (x, y) in enumerate(itertools.islice(as_batches(data, name=name), limit)):
+        check_batch(x, y, sample_shape, where=f"{name} batch {i}")
+        if sample_shape is None:
+            sample_shape = tuple(x.shape[1:])
+        yield i, x, y
+
+
+def _run(model: nn.Module, args: tuple[Any, ...], where: str) -> Any:
+    """``model(*args)`` without gradients; a failure becomes a :class:`HaqsearchError`."""
+    with torch.no_grad():
+        try:
+            return model(*args)
+        except Exception as exc:
+            shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+                      for a in args]  # fmt: skip
+            raise HaqsearchError(
+                f"{where}: model {type(model).__name__!r} must run on inputs of shape "
+                f"{', '.join(map(str, shapes))}, got {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def quantize(
+    model: nn.Module,
+    w_bits: Sequence[int] | np.ndarray,
+    a_bits: Sequence[int] | np.ndarray,
+    calibration_data: Iterable[Any],
+    *,
+    example_input: torch.Tensor | None = None,
+    fold_bn: bool = True,
+    weight_clip: WeightClip = "max",
+    per_channel: bool = True,
+    act_clip: ActClip = "max",
+    act_percentile: float = 99.99,
+    learn_clip: bool = False,
+    calibration_batches: int | None = None,
+) -> nn.Module:
+    """A fake-quantized copy of ``model`` under a per-layer bit policy; ``model`` is untouched.
+
+    Layer ``i`` is row ``i`` of :func:`haqsearch.trace.trace` on the (BatchNorm-folded) model:
+    every ``Conv1d``, ``Conv2d`` and ``Linear`` in execution order. ``w_bits[i]`` quantizes its
+    weight, ``a_bits[i]`` its input (HAQ's convention); :data:`FULL_PRECISION` (32) leaves either
+    in floating point.
+
+    Args:
+        model: The float model; deep-copied, never modified.
+        w_bits: Weight bits per layer: 1 to 8, 16 or 32.
+        a_bits: Input-activation bits per layer, same range.
+        calibration_data: Batches of ``(inputs, labels)`` (a DataLoader, a list, ...) on which
+            the input clips are calibrated; labels are not used.
+        example_input: Input used to trace the model and fold BatchNorm; defaults to the first
+            sample of the first calibration batch. When given, calibration batches must have its
+            per-sample shape.
+        fold_bn: Fold each BatchNorm into the preceding layer before quantizing.
+        weight_clip: ``"max"``, ``"mse"`` or ``"kl"`` (see :func:`weight_clip_value`).
+        per_channel: Weight clips per output channel (else per tensor).
+        act_clip: Input clip from the calibration ``"max"``, a ``"percentile"`` of the values or
+            an ``"mse"`` search.
+        act_percentile: Percentile (of ``|x|``) for ``act_clip="percentile"``.
+        learn_clip: Make each input clip a trainable parameter (PACT-style) for fine-tuning.
+        calibration_batches: Use at most this many batches (default: all of them).
+
+    Returns:
+        The quantized copy, in eval mode, on the model's device.
+
+    Raises:
+        HaqsearchError: On a policy of the wrong length, bits out of range, an unknown option,
+            no calibration batch, a batch of the wrong shape, or a model that cannot be traced.
+    """
+    if weight_clip not in _WEIGHT_CLIPS:
+        raise HaqsearchError(
+            f"weight_clip must be one of {list(_WEIGHT_CLIPS)}, got {weight_clip!r}"
+        )
+    if act_clip not in _ACT_CLIPS:
+        raise HaqsearchError(f"act_clip must be one of {list(_ACT_CLIPS)}, got {act_clip!r}")
+    if not 0.0 < act_percentile <= 100.0:
+        raise HaqsearchError(f"act_percentile must be in (0, 100], got {act_percentile}")
+    if calibration_batches is not None and calibration_batches < 1:
+        raise HaqsearchError(f"calibration_batches must be >= 1, got {calibration_batches}")
+    if not isinstance(model, nn.Module):
+        raise HaqsearchError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if quant_modules(model):
+        raise HaqsearchError("model must be a float model, got one that is already quantized")
+
+    expected = getattr(model, "input_shape", None)
+    if example_input is not None:
+        check_batch(example_input, None, expected, where="example_input")
+        expected = tuple(example_input.shape[1:])
+    batches = _checked_batches(calibration_data, expected, calibration_batches, "calibration_data")
+    first = next(batches, None)
+    if first is None:
+        raise HaqsearchError("calibration_data must yield at least one (inputs, labels) batch")
+    device = _model_device(model)
+    if example_input is None:
+        example_input = first[1][:1]
+    example_input = example_input.to(device)
+
+    qmodel = copy.deepcopy(model).eval()
+    if fold_bn:
+        _fold_inplace(qmodel, example_input)
+    traced = trace(qmodel, example_input)
+    names = list(traced.names)
+    w = check_bits(w_bits, len(names), what="w_bits", names=names)
+    a = check_bits(a_bits, len(names), what="a_bits", names=names)
+
+    paths = {id(m): n for n, m in qmodel.named_modules()}
+    layers: list[QuantModule] = []
+    for i, module in enumerate(traced.modules):
+        qtype = next((t for t in _QUANT_TYPES if type(module) is t.float_type), None)
+        if qtype is None:
+            raise HaqsearchError(
+                f"layer {i} {names[i]!r} must be a plain nn.Conv1d, nn.Conv2d or nn.Linear to be "
+                f"quantized, got {type(module).__name__}"
+            )
+        q = qtype.from_float(module, int(w[i]), int(a[i]), per_channel=per_channel,
+                             learn_clip=learn_clip)  # fmt: skip
+        if paths[id(module)]:
+            _set_submodule(qmodel, paths[id(module)], q)
+        else:  # the model is a single layer
+            qmodel = q
+        layers.append(q)
+
+    for q in layers:
+        q.start_calibration(act_clip)
+    for i, x, _ in itertools.chain([first], batches):
+        _run(qmodel, (x.to(device),), f"calibration_data batch {i}")
+    for i, q in enumerate(layers):
+        try:
+            q.finish_calibration(weight_clip, act_clip, act_percentile)
+        except HaqsearchError as exc:
+            raise HaqsearchError(f"layer {i} {names[i]!r}: {exc}") from exc
+    return qmodel.eval()
