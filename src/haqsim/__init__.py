@@ -12,7 +12,9 @@ Quick start::
 """
 
 from haqsim import zoo
+from haqsim.budget import Budget
 from haqsim.cost import CostReport, CostTable, PolicyCosts, estimate, warmup
+from haqsim.env import ENV_IDS, MixedPrecisionEnv, MixedPrecisionOneShotEnv, register_envs
 from haqsim.errors import (
     BudgetError,
     HaqsimError,
@@ -22,7 +24,10 @@ from haqsim.errors import (
     WorkloadError,
 )
 from haqsim.hardware import BitFusionConfig, BitSerialConfig, Hardware, load, preset, preset_names
+from haqsim.limit import BudgetEnforcer
 from haqsim.oracle import AccuracyOracle
+from haqsim.policy import Policy
+from haqsim.proxy import NoiseProxyOracle
 from haqsim.workload import Layer, LayerKind, LayerTable, conv, linear
 
 __version__ = "0.1.0"
@@ -48,8 +53,18 @@ __all__ = [
     "PolicyCosts",
     "estimate",
     "warmup",
-    # search interface
+    # policies and budgets
+    "Budget",
+    "BudgetEnforcer",
+    "Policy",
+    # the environment
+    "ENV_IDS",
+    "MixedPrecisionEnv",
+    "MixedPrecisionOneShotEnv",
+    "register_envs",
+    # accuracy
     "AccuracyOracle",
+    "NoiseProxyOracle",
     # errors
     "BudgetError",
     "HaqsimError",

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import numba
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
@@ -833,20 +832,6 @@ class MixedPrecisionOneShotEnv(_Base):
         return self._obs.copy(), reward, True, False, info
 
 
-def _prefer_fork_safe_threads() -> None:
-    """Make Numba's parallel kernels fork-safe, unless the user chose a threading layer.
-
-    On Linux, Numba's default ``omp`` layer uses GNU OpenMP, after which ``fork()`` kills the child
-    ("fork() called from a process already using GNU OpenMP"): ``AsyncVectorEnv`` and
-    ``SubprocVecEnv`` with the ``fork`` start method would fail once a cost table was built.
-    ``forksafe`` picks TBB when installed, else Numba's own ``workqueue``. It takes effect only
-    before the first parallel kernel runs, which importing haqsim guarantees; setting
-    ``NUMBA_THREADING_LAYER`` overrides it.
-    """
-    if numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "forksafe"
-
-
 def register_envs() -> None:
     """Register the haqsim environment ids with Gymnasium (idempotent)."""
     entries = (
@@ -859,5 +844,4 @@ def register_envs() -> None:
             gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs)
 
 
-_prefer_fork_safe_threads()
 register_envs()

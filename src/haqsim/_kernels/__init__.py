@@ -15,6 +15,26 @@ The ``layers`` argument is :meth:`haqsim.LayerTable.kernel_array` (columns
 :data:`haqsim.workload.KERNEL_COLUMNS`).
 """
 
+import numba
+
+
+def _prefer_fork_safe_threads() -> None:
+    """Make Numba's parallel kernels fork-safe, unless the user chose a threading layer.
+
+    On Linux, Numba's default ``omp`` layer uses GNU OpenMP, after which ``fork()`` kills the
+    child ("fork() called from a process already using GNU OpenMP"): ``AsyncVectorEnv``,
+    ``SubprocVecEnv`` and multiprocessing workers with the ``fork`` start method would fail once
+    a cost table was built. ``forksafe`` picks TBB when installed, else Numba's ``workqueue``
+    (which also starts far faster for the small calls the environments make). It takes effect
+    only before the first parallel kernel runs, which importing any kernel module guarantees;
+    setting ``NUMBA_THREADING_LAYER`` overrides it.
+    """
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+_prefer_fork_safe_threads()
+
 INT_FIELDS = (
     "compute_cycles",
     "stall_cycles",
