@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/haqsim estimate --workload mobilenet_v2 --hardware bismo-edge --bits 8
+	$(BIN)/haq search --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,16 +1,36 @@
 """haqsearch: hardware-aware mixed-precision search over PyTorch models.
 
-Trace a model into a haqsim workload with :func:`trace`; the module-level imports stay light
-(torch and haqsim's workload only).
+    import haqsearch
+    result = haqsearch.search("digits_mobilenet", hardware="bismo-edge", budget="latency=0.45x")
+    result.best.accuracy, result.best.cost_ratio, result.policy.to_json("policy.json")
+
+Pieces: :func:`trace` (model -> haqsim workload), :func:`quantize` (a fake-quantized copy),
+:class:`TorchAccuracyOracle` (quantize, fine-tune, evaluate), :class:`SearchProblem` and the
+searchers (:func:`get_searcher`), and :func:`search`, which ties them together.
 """
 
+from haqsearch.accuracy import TorchAccuracyOracle
 from haqsearch.errors import HaqsearchError
+from haqsearch.problem import Evaluation, SearchProblem
+from haqsearch.quant import quantize
+from haqsearch.search import SearchResult, search
+from haqsearch.searchers import Searcher, get_searcher, searcher_names
 from haqsearch.trace import Traced, trace
 
 __all__ = [
     # errors
     "HaqsearchError",
-    # tracing
+    # model side
+    "TorchAccuracyOracle",
     "Traced",
+    "quantize",
     "trace",
+    # search
+    "Evaluation",
+    "SearchProblem",
+    "SearchResult",
+    "Searcher",
+    "get_searcher",
+    "search",
+    "searcher_names",
 ]

@@ -1,0 +1,198 @@
+"""Baseline searchers: uniform policies, random search, regularised evolution, greedy."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from haqsearch.problem import Evaluation, SearchProblem
+from haqsearch.searchers.base import register
+
+__all__ = ["EvolutionSearcher", "GreedySearcher", "RandomSearcher", "UniformSearcher"]
+
+
+@register("uniform")
+class UniformSearcher:
+    """The uniform policies: every free layer at ``b`` bits (weights and activations), for ``b``
+    from the largest allowed down, stopping at the first (largest) ``b`` whose policy fits the
+    budget without any limiting. Uses at most ``max_bits - min_bits + 1`` evaluations."""
+
+    name = "uniform"
+
+    def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
+        top = int(max(problem.w_hi.max(), problem.a_hi.max()))
+        bottom = int(min(problem.w_lo.min(), problem.a_lo.min()))
+        used = 0
+        for bits in range(top, bottom - 1, -1):
+            w, a = problem.clip(np.full(problem.n_layers, bits), np.full(problem.n_layers, bits))
+            if not problem.fits(w, a):
+                continue
+            if used >= episodes:
+                return
+            problem.evaluate(w, a, self.name)
+            used += 1
+            return
+
+
+@register("random")
+class RandomSearcher:
+    """Uniformly random bits per layer, then the problem's budget enforcement."""
+
+    name = "random"
+
+    def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(episodes):
+            problem.evaluate(*problem.random_policy(rng), self.name)
+
+
+@register("evolution")
+class EvolutionSearcher:
+    """Regularised (ageing) evolution (Real et al., AAAI 2019) over enforced policies.
+
+    A population of ``population`` policies starts random; each step samples ``sample``
+    members, mutates the best of them (each free bit moves by +-1 with probability
+    ``mutation_rate``, at least one moves), evaluates the child and retires the oldest member.
+
+    Args:
+        population: Population size.
+        sample: Tournament size.
+        mutation_rate: Per-decision mutation probability.
+    """
+
+    name = "evolution"
+
+    def __init__(self, population: int = 20, sample: int = 5, mutation_rate: float = 0.1) -> None:
+        if population < 2 or not 1 <= sample <= population:
+            raise ValueError(
+                f"evolution needs population >= 2 and 1 <= sample <= population, got population="
+                f"{population}, sample={sample}"
+            )
+        self.population, self.sample, self.mutation_rate = population, sample, mutation_rate
+
+    def _mutate(
+        self, problem: SearchProblem, parent: Evaluation, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        bits = np.concatenate([parent.w_bits, parent.a_bits]).astype(np.int64)
+        lo = np.concatenate([problem.w_lo, problem.a_lo])
+        hi = np.concatenate([problem.w_hi, problem.a_hi])
+        free = np.flatnonzero(hi > lo)
+        if free.size == 0:
+            return parent.w_bits, parent.a_bits
+        mask = rng.random(free.size) < self.mutation_rate
+        if not mask.any():
+            mask[rng.integers(free.size)] = True
+        idx = free[mask]
+        bits[idx] = np.clip(bits[idx] + rng.choice([-1, 1], idx.size), lo[idx], hi[idx])
+        L = problem.n_layers
+        return bits[:L], bits[L:]
+
+    def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        pop: deque[Evaluation] = deque()
+        for step in range(episodes):
+            if step < self.population:
+                child = problem.evaluate(*problem.random_policy(rng), self.name)
+            else:
+                contenders = [pop[int(i)] for i in rng.choice(len(pop), self.sample, False)]
+                parent = max(contenders, key=lambda e: (e.reward, -e.cost))
+                child = problem.evaluate(*self._mutate(problem, parent, rng), self.name)
+                pop.popleft()
+            pop.append(child)
+
+
+def _noise(bits: int | np.ndarray) -> float | np.ndarray:
+    """Relative quantization-noise power at ``bits`` (uniform quantizer: 4 ** -bits)."""
+    return 4.0 ** -np.asarray(bits, np.float64)
+
+
+@register("greedy")
+class GreedySearcher:
+    """Sensitivity-guided greedy bit lowering (in the manner of HAWQ-style methods).
+
+    1. Sensitivity: for every free decision (a layer's weight or activation bits), measure the
+       accuracy with only that decision lowered from the maximum to ``probe_bits`` (one
+       evaluation each; decisions beyond the evaluation budget get the mean sensitivity). The
+       loss is modelled as proportional to the quantization-noise power ``4 ** -bits``, so a
+       probe fixes the loss of every step ``b -> b - 1``.
+    2. Greedy: starting from the maximum bits, repeatedly lower by one bit the decision with the
+       smallest estimated accuracy loss per unit of cost saved, until the policy fits the budget.
+    3. Refine: with the evaluations left, try raising the most sensitive lowered decisions by one
+       bit where the budget allows, keeping a change when measured accuracy improves.
+
+    Args:
+        probe_bits: The bitwidth each decision is probed at (clipped to its range).
+    """
+
+    name = "greedy"
+
+    def __init__(self, probe_bits: int = 3) -> None:
+        self.probe_bits = probe_bits
+
+    @staticmethod
+    def _step_loss(sensitivity: float, bits: int, top: int) -> float:
+        """Estimated accuracy loss of lowering a decision from ``bits`` to ``bits - 1``."""
+        return sensitivity * (_noise(bits - 1) - _noise(bits))
+
+    def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
+        L = problem.n_layers
+        lo = np.concatenate([problem.w_lo, problem.a_lo])
+        hi = np.concatenate([problem.w_hi, problem.a_hi])
+        free = np.flatnonzero(hi > lo)
+        if episodes <= 0:
+            return
+        top = hi.copy()
+        # Probes are measured as they are (not enforced, so mostly over budget): they count
+        # against the evaluation budget but do not enter the history of feasible policies.
+        ref_acc, _ = problem.accuracy(top[:L], top[L:])
+        budget_left = episodes - 1
+        sens = np.full(2 * L, np.nan)
+        order = np.random.default_rng(seed).permutation(free)
+        for d in order[: max(0, budget_left - 1)]:
+            bits = top.copy()
+            bits[d] = int(np.clip(self.probe_bits, lo[d], hi[d]))
+            acc, _ = problem.accuracy(bits[:L], bits[L:])
+            sens[d] = max(ref_acc - acc, 0.0) / max(_noise(bits[d]) - _noise(top[d]), 1e-300)
+            budget_left -= 1
+        known = sens[free][~np.isnan(sens[free])]
+        fill = float(known.mean()) if known.size else 1.0
+        sens[np.isnan(sens)] = fill
+
+        bits = top.copy()
+        total = problem.enforcer.total
+        while not problem.fits(bits[:L], bits[L:]):
+            current = total(bits[:L], bits[L:])
+            best_d, best_score = -1, np.inf
+            for d in free:
+                if bits[d] <= lo[d]:
+                    continue
+                bits[d] -= 1
+                saved = current - total(bits[:L], bits[L:])
+                bits[d] += 1
+                if saved <= 0:
+                    continue
+                score = (self._step_loss(sens[d], int(bits[d]), int(top[d])) + 1e-12) / saved
+                if score < best_score:
+                    best_d, best_score = d, score
+            if best_d < 0:
+                break  # nothing lowers the cost further; enforcement takes over
+            bits[best_d] -= 1
+        if budget_left <= 0:
+            return
+        best = problem.evaluate(bits[:L], bits[L:], self.name)
+        budget_left -= 1
+        bits = np.concatenate([best.w_bits, best.a_bits])
+        for d in sorted(free, key=lambda d: -sens[d]):
+            if budget_left <= 0:
+                break
+            if bits[d] >= hi[d]:
+                continue
+            trial = bits.copy()
+            trial[d] += 1
+            if not problem.fits(trial[:L], trial[L:]):
+                continue
+            ev = problem.evaluate(trial[:L], trial[L:], self.name)
+            budget_left -= 1
+            if ev.reward > best.reward:
+                best, bits = ev, trial
