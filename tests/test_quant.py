@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from haqsearch.errors import HaqsearchError
 from haqsearch.models.digits import load_builtin
 from haqsearch.quant import (
     FULL_PRECISION,
-    Policy,
     QuantConv1d,
     QuantConv2d,
     QuantLinear,
@@ -426,39 +424,6 @@ def test_bad_options(cnn):
     with pytest.raises(HaqsearchError, match="already quantized"):
         q = quantize(cnn.model, [8] * 4, [8] * 4, cnn.train_data, calibration_batches=1)
         quantize(q, [8] * 4, [8] * 4, cnn.train_data)
-
-
-# ----------------------------------------------------------------------------- policies
-
-
-def test_policy_json_round_trip_by_name(tmp_path):
-    names = ["features.0", "features.3", "features.7", "classifier"]
-    policy = Policy([8, 6, 4, 32], [8, 5, 3, 16], names)
-    path = tmp_path / "policy.json"
-    policy.save(path)
-    data = json.loads(path.read_text())
-    assert data["layers"]["features.7"] == {"w_bits": 4, "a_bits": 3}
-    assert Policy.load(path) == policy
-    reordered = Policy.load(path, names[::-1])
-    assert reordered.w_bits == (32, 4, 6, 8) and reordered.names == tuple(names[::-1])
-    w, a = policy.arrays()
-    assert w.dtype == np.int64 and list(a) == [8, 5, 3, 16]
-    assert Policy.uniform(names, 4).to_dict()["layers"]["classifier"] == {"w_bits": 4, "a_bits": 4}
-
-
-def test_policy_errors(tmp_path):
-    names = ["a", "b"]
-    with pytest.raises(HaqsearchError, match="layer 1 'b' a_bits must be in"):
-        Policy([8, 8], [8, 12], names)
-    path = tmp_path / "p.json"
-    Policy([8, 8], [8, 8], names).save(path)
-    with pytest.raises(HaqsearchError, match=r"1 missing \['c'\] and 1 unknown \['b'\]"):
-        Policy.load(path, ["a", "c"])
-    path.write_text("{not json")
-    with pytest.raises(HaqsearchError, match="must be valid JSON"):
-        Policy.load(path)
-    with pytest.raises(HaqsearchError, match="must have layer names"):
-        Policy([8], [8]).to_dict()
 
 
 def test_check_bits_returns_int64():

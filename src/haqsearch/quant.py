@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
-import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,7 +43,6 @@ from haqsearch.trace import trace
 __all__ = [
     "FULL_PRECISION",
     "KL_MAX_BITS",
-    "Policy",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
@@ -503,128 +498,6 @@ def check_bits(
         if int(b) not in ALLOWED_BITS:
             raise HaqsearchError(f"{label} {what} must be in {_describe_bits()}, got {int(b)}")
     return arr.astype(np.int64)
-
-
-@attrs.frozen
-class Policy:
-    """Per-layer weight and input-activation bits, optionally with the layer names.
-
-    In code a policy is indexed by layer (index ``i`` = row ``i`` of the traced workload); in files
-    it is keyed by layer name, so a file stays valid if it is applied to the same model.
-
-    JSON format::
-
-        {"format": "haqsearch-policy", "version": 1,
-         "layers": {"features.0": {"w_bits": 8, "a_bits": 8}, ...}}
-
-    Attributes:
-        w_bits: Weight bits per layer.
-        a_bits: Input-activation bits per layer.
-        names: Layer names (same length), or ``None``.
-    """
-
-    w_bits: tuple[int, ...] = attrs.field(converter=lambda v: tuple(int(b) for b in v))
-    a_bits: tuple[int, ...] = attrs.field(converter=lambda v: tuple(int(b) for b in v))
-    names: tuple[str, ...] | None = attrs.field(
-        default=None, converter=lambda v: None if v is None else tuple(str(n) for n in v)
-    )
-
-    def __attrs_post_init__(self) -> None:
-        n = len(self.w_bits)
-        check_bits(self.w_bits, n, what="w_bits", names=self.names)
-        check_bits(self.a_bits, n, what="a_bits", names=self.names)
-        if self.names is not None:
-            if len(self.names) != n:
-                raise HaqsearchError(
-                    f"Policy names must have one entry per layer ({n}), got {len(self.names)}"
-                )
-            if len(set(self.names)) != n:
-                raise HaqsearchError(f"Policy names must be unique, got {list(self.names)}")
-
-    def __len__(self) -> int:
-        return len(self.w_bits)
-
-    @classmethod
-    def uniform(cls, layers: int | Sequence[str], w_bits: int, a_bits: int | None = None) -> Policy:
-        """The same bits for every layer; ``layers`` is a count or the layer names."""
-        names = None if isinstance(layers, int) else list(layers)
-        n = layers if isinstance(layers, int) else len(names or ())
-        a = w_bits if a_bits is None else a_bits
-        return cls([w_bits] * n, [a] * n, names)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(w_bits, a_bits)`` as ``int64`` arrays, for :func:`quantize` or an oracle."""
-        return np.asarray(self.w_bits, np.int64), np.asarray(self.a_bits, np.int64)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form, keyed by layer name.
-
-        Raises:
-            HaqsearchError: If the policy has no names.
-        """
-        if self.names is None:
-            raise HaqsearchError("Policy must have layer names to be saved, got names=None")
-        layers = {
-            n: {"w_bits": w, "a_bits": a}
-            for n, w, a in zip(self.names, self.w_bits, self.a_bits, strict=True)
-        }
-        return {"format": "haqsearch-policy", "version": 1, "layers": layers}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], names: Sequence[str] | None = None) -> Policy:
-        """Read the :meth:`to_dict` form, ordered as ``names`` (the model's layers) if given.
-
-        Raises:
-            HaqsearchError: If the data is malformed, or ``names`` and the file's layers differ.
-        """
-        layers = data.get("layers") if isinstance(data, dict) else None
-        if not isinstance(layers, dict):
-            raise HaqsearchError(
-                "policy must be an object with a 'layers' object keyed by layer name, "
-                f"got {type(data).__name__} "
-                f"{'with keys ' + str(list(data)) if isinstance(data, dict) else ''}".rstrip()
-            )
-        order = list(layers) if names is None else list(names)
-        if names is not None:
-            missing = [n for n in order if n not in layers]
-            extra = [n for n in layers if n not in set(order)]
-            if missing or extra:
-                raise HaqsearchError(
-                    f"policy layers must match the model's {len(order)} layers, got "
-                    f"{len(missing)} missing {missing} and {len(extra)} unknown {extra}"
-                )
-        w, a = [], []
-        for n in order:
-            entry = layers[n]
-            if not isinstance(entry, dict) or "w_bits" not in entry or "a_bits" not in entry:
-                raise HaqsearchError(
-                    f"policy layer {n!r} must be an object with 'w_bits' and 'a_bits', "
-                    f"got {entry!r}"
-                )
-            w.append(entry["w_bits"])
-            a.append(entry["a_bits"])
-        for what, values in (("w_bits", w), ("a_bits", a)):
-            check_bits(values, len(order), what=what, names=order)
-        return cls(w, a, order)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the policy as JSON (see the class docstring)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], names: Sequence[str] | None = None) -> Policy:
-        """Read a JSON policy file, ordered as ``names`` if given (see :meth:`from_dict`).
-
-        Raises:
-            HaqsearchError: If the file is not valid JSON or does not match ``names``.
-        """
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise HaqsearchError(
-                f"policy file {str(path)!r} must be valid JSON, got {exc}"
-            ) from exc
-        return cls.from_dict(data, names)
 
 
 # --------------------------------------------------------------------------------------------
