@@ -38,9 +38,8 @@ __all__ = [
     "write_report",
 ]
 
-HISTORY_FIELDS = (
-    "episode",
-    "source",
+#: Numbers of an evaluation, stored at full precision.
+_NUMBERS = (
     "accuracy",
     "reward",
     "latency_s",
@@ -49,11 +48,8 @@ HISTORY_FIELDS = (
     "bitops",
     "cost",
     "cost_ratio",
-    "limited",
-    "seconds",
-    "w_bits",
-    "a_bits",
 )
+HISTORY_FIELDS = ("episode", "source", *_NUMBERS, "limited", "seconds", "w_bits", "a_bits")
 
 
 def _bits_str(bits: np.ndarray) -> str:
@@ -62,16 +58,7 @@ def _bits_str(bits: np.ndarray) -> str:
 
 def _history_row(ev: Evaluation) -> list[Any]:
     """One ``history.csv`` row; floats at full precision so a resumed run replays them exactly."""
-    numbers = (
-        ev.accuracy,
-        ev.reward,
-        ev.latency_s,
-        ev.energy_j,
-        ev.size_bytes,
-        ev.bitops,
-        ev.cost,
-        ev.cost_ratio,
-    )
+    numbers = (getattr(ev, key) for key in _NUMBERS)
     return [
         ev.index,
         ev.source,
@@ -107,17 +94,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             out: dict[str, Any] = dict(row)
-            for key in (
-                "accuracy",
-                "reward",
-                "latency_s",
-                "energy_j",
-                "size_bytes",
-                "bitops",
-                "cost",
-                "cost_ratio",
-                "seconds",
-            ):
+            for key in (*_NUMBERS, "seconds"):
                 out[key] = float(row[key])
             out["episode"] = int(row["episode"])
             out["limited"] = bool(int(row["limited"]))

@@ -31,6 +31,7 @@ from haqsim.cost import CostTable
 from haqsim.errors import PolicyError, unknown_name
 from haqsim.hardware import BitFusionConfig, BitSerialConfig, Hardware, preset
 from haqsim.limit import BudgetEnforcer, bit_ranges, decision_order
+from haqsim.limit import _pick as _pick_kernel
 from haqsim.oracle import AccuracyOracle
 from haqsim.proxy import NoiseProxyOracle
 from haqsim.workload import LayerKind, LayerTable
@@ -262,21 +263,9 @@ def _resolve_table(
     )
 
 
-def _pick(
-    req: int, lo_b: int, hi_b: int, c: list[float], off: int, spent: float, base: float, cap: float
-) -> int:
-    """The projection rule, as :func:`haqsim.limit._pick` (same float operations, same result)."""
-    for b in range(req, lo_b - 1, -1):
-        if spent + c[b - off] + base <= cap:
-            return b
-    for b in range(req + 1, hi_b + 1):
-        if spent + c[b - off] + base <= cap:
-            return b
-    best = lo_b
-    for b in range(lo_b + 1, hi_b + 1):
-        if c[b - off] < c[best - off]:
-            best = b
-    return best
+# The projection rule on Python lists: the same function as the Numba kernel's, run as plain Python
+# (a step of the environment is a few list look-ups; a kernel call would cost more than the step).
+_pick = _pick_kernel.py_func
 
 
 _ARGS_DOC = """

@@ -477,11 +477,8 @@ class BudgetEnforcer:
                 )
         return w, a
 
-    def limit_actions_many(
-        self, w_bits: Any, a_bits: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """HAQ's action limiting of ``(n, L)`` policies; returns new ``(w, a, changed)`` arrays."""
-        w, a = self._policies(w_bits, a_bits)
+    def _limit_into(self, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Limit validated ``(n, L)`` policies in place; which of them changed."""
         changed = np.zeros(w.shape[0], np.bool_)
         _limit_many(
             self.cost,
@@ -497,7 +494,14 @@ class BudgetEnforcer:
             self.limit,
             changed,
         )
-        return w, a, changed
+        return changed
+
+    def limit_actions_many(
+        self, w_bits: Any, a_bits: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """HAQ's action limiting of ``(n, L)`` policies; returns new ``(w, a, changed)`` arrays."""
+        w, a = self._policies(w_bits, a_bits)
+        return w, a, self._limit_into(w, a)
 
     def limit_actions(self, w_bits: Any, a_bits: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         """HAQ's action limiting of one policy; returns new ``(w, a, changed)``."""
@@ -545,21 +549,7 @@ class BudgetEnforcer:
             self.lo,
             changed,
         )
-        limited = np.zeros_like(changed)
-        _limit_many(
-            self.cost,
-            w,
-            a,
-            self.w_lo,
-            self.a_lo,
-            self.cheapest_w,
-            self.cheapest_a,
-            self.lo,
-            self._mul,
-            self._div,
-            self.limit,
-            limited,
-        )
+        limited = self._limit_into(w, a)
         return w, a, changed | limited
 
     def project(self, w_bits: Any, a_bits: Any) -> tuple[np.ndarray, np.ndarray, bool]:

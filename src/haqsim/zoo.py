@@ -30,6 +30,8 @@ from haqsim.errors import WorkloadError, unknown_name
 from haqsim.workload import Layer, LayerTable, conv, linear
 
 __all__ = [
+    "MOBILENET_V1_CFG",
+    "MOBILENET_V2_CFG",
     "WORKLOADS",
     "alexnet",
     "bitfusion_alexnet",
@@ -41,6 +43,7 @@ __all__ = [
     "bitfusion_svhn",
     "bitfusion_vgg7",
     "get",
+    "make_divisible",
     "mobilenet_v1",
     "mobilenet_v2",
     "names",
@@ -51,12 +54,13 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _make_divisible(value: float, divisor: int = 8) -> int:
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to a multiple of ``divisor`` the way torchvision does.
 
-    Never below ``divisor``, and never more than 10 % below ``value``.
+    Never below ``min_value`` (default ``divisor``), and never more than 10 % below ``value``.
     """
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    floor = divisor if min_value is None else min_value
+    new = max(floor, int(value + divisor / 2) // divisor * divisor)
     if new < 0.9 * value:
         new += divisor
     return new
@@ -103,7 +107,7 @@ def _table(rows: list[Layer], batch: int | None, name: str) -> LayerTable:
 
 
 # ---------------------------------------------------------------------------------- MobileNets
-_MOBILENET_V1_CFG: tuple[tuple[int, int], ...] = (
+MOBILENET_V1_CFG: tuple[tuple[int, int], ...] = (
     (64, 1),
     (128, 2),
     (128, 1),
@@ -127,7 +131,7 @@ def mobilenet_v1(
     pointwise for block ``i`` in 0..12; ``classifier.0``).
 
     Args:
-        width: Width multiplier; every channel count ``c`` becomes ``_make_divisible(c * width, 8)``
+        width: Width multiplier; every channel count ``c`` becomes ``make_divisible(c * width, 8)``
             (identical to the paper's ``int(c * width)`` for the usual 0.25, 0.5, 0.75, 1.0).
         resolution: Input image side in pixels (square).
         num_classes: Classifier outputs.
@@ -141,11 +145,11 @@ def mobilenet_v1(
     """
     net = "mobilenet_v1"
     _check_image_net(net, width, resolution, num_classes, batch)
-    cin = _make_divisible(32 * width)
+    cin = make_divisible(32 * width)
     rows = [conv("conv1.0", 3, cin, 3, resolution, stride=2, pad=1, reads_image=True)]
     hw = rows[-1].out_h
-    for i, (channels, stride) in enumerate(_MOBILENET_V1_CFG):
-        cout = _make_divisible(channels * width)
+    for i, (channels, stride) in enumerate(MOBILENET_V1_CFG):
+        cout = make_divisible(channels * width)
         dw = conv(f"features.{i}.0", cin, cin, 3, hw, stride=stride, pad=1, groups=cin)
         hw = dw.out_h
         rows += [dw, conv(f"features.{i}.3", cin, cout, 1, hw, pad=0)]
@@ -155,7 +159,7 @@ def mobilenet_v1(
 
 
 # (expand ratio t, output channels c, repeats n, first stride s), as in the MobileNet-V2 paper.
-_MOBILENET_V2_CFG: tuple[tuple[int, int, int, int], ...] = (
+MOBILENET_V2_CFG: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),
     (6, 24, 2, 2),
     (6, 32, 3, 2),
@@ -180,8 +184,8 @@ def mobilenet_v2(
     released latency table is this network with ``num_classes=100``.
 
     Args:
-        width: Width multiplier; channel counts are ``_make_divisible(c * width, 8)`` as in
-            torchvision, and the last channel count is 1280, or ``_make_divisible(1280 * width)``
+        width: Width multiplier; channel counts are ``make_divisible(c * width, 8)`` as in
+            torchvision, and the last channel count is 1280, or ``make_divisible(1280 * width)``
             when ``width > 1``.
         resolution: Input image side in pixels (square).
         num_classes: Classifier outputs.
@@ -195,13 +199,13 @@ def mobilenet_v2(
     """
     net = "mobilenet_v2"
     _check_image_net(net, width, resolution, num_classes, batch)
-    cin = _make_divisible(32 * width)
-    last = _make_divisible(1280 * max(1.0, width))
+    cin = make_divisible(32 * width)
+    last = make_divisible(1280 * max(1.0, width))
     rows = [conv("features.0.0", 3, cin, 3, resolution, stride=2, pad=1, reads_image=True)]
     hw = rows[-1].out_h
     block = 1
-    for t, c, n, s in _MOBILENET_V2_CFG:
-        cout = _make_divisible(c * width)
+    for t, c, n, s in MOBILENET_V2_CFG:
+        cout = make_divisible(c * width)
         for i in range(n):
             prefix = f"features.{block}.conv"
             hidden = round(cin * t)
@@ -239,13 +243,13 @@ def _resnet(
     width: float,
 ) -> LayerTable:
     _check_image_net(net, width, resolution, num_classes, batch)
-    stem = _make_divisible(64 * width)
+    stem = make_divisible(64 * width)
     rows = [conv("conv1", 3, stem, 7, resolution, stride=2, pad=3, reads_image=True)]
     hw = _pool(net, resolution, rows[-1].out_h, 3, 2, 1)  # maxpool 3x3, stride 2, pad 1
     inplanes = stem
     expansion = 4 if bottleneck else 1
     for stage, (base, count) in enumerate(zip((64, 128, 256, 512), blocks, strict=True), 1):
-        planes = _make_divisible(base * width)
+        planes = make_divisible(base * width)
         out = planes * expansion
         for b in range(count):
             stride = 2 if stage > 1 and b == 0 else 1
@@ -279,7 +283,7 @@ def resnet18(
         num_classes: Classifier outputs.
         resolution: Input image side in pixels (square).
         batch: Images per inference, or ``None`` for the hardware's deployment batch.
-        width: Multiplier of every channel count (``_make_divisible(c * width, 8)``), WRPN style.
+        width: Multiplier of every channel count (``make_divisible(c * width, 8)``), WRPN style.
             This is not torchvision's ``wide_resnet``, which widens only bottleneck interiors.
 
     Returns:
@@ -305,7 +309,7 @@ def resnet50(
         num_classes: Classifier outputs.
         resolution: Input image side in pixels (square).
         batch: Images per inference, or ``None`` for the hardware's deployment batch.
-        width: Multiplier of every channel count (``_make_divisible(c * width, 8)``), WRPN style.
+        width: Multiplier of every channel count (``make_divisible(c * width, 8)``), WRPN style.
             This is not torchvision's ``wide_resnet50_2``, which widens only bottleneck interiors.
 
     Returns:

@@ -15,29 +15,16 @@ import torch
 from torch import nn
 
 from haqsearch.errors import HaqsearchError
+from haqsim.zoo import MOBILENET_V1_CFG, MOBILENET_V2_CFG, make_divisible
 
 __all__ = [
     "ConvBNAct",
     "InvertedResidual",
     "MobileNetV1",
     "MobileNetV2",
-    "make_divisible",
     "mobilenet_v1",
     "mobilenet_v2",
 ]
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round a channel count to a multiple of ``divisor``, never more than 10% below ``value``.
-
-    This is the rounding of the reference MobileNet-V2 code and torchvision.
-    """
-    if min_value is None:
-        min_value = divisor
-    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new_value < 0.9 * value:
-        new_value += divisor
-    return new_value
 
 
 class ConvBNAct(nn.Sequential):
@@ -140,15 +127,7 @@ class MobileNetV2(nn.Module):
     """MobileNet-V2: a 3 x 3 stem, 17 inverted residual blocks, a 1 x 1 head, a classifier."""
 
     #: (expansion t, output channels c, repeats n, first stride s) per stage, from the paper.
-    SETTINGS: tuple[tuple[int, int, int, int], ...] = (
-        (1, 16, 1, 1),
-        (6, 24, 2, 2),
-        (6, 32, 3, 2),
-        (6, 64, 4, 2),
-        (6, 96, 3, 1),
-        (6, 160, 3, 2),
-        (6, 320, 1, 1),
-    )
+    SETTINGS: tuple[tuple[int, int, int, int], ...] = MOBILENET_V2_CFG
 
     def __init__(
         self, width: float = 1.0, num_classes: int = 1000, dropout: float = 0.2, divisor: int = 8
@@ -193,21 +172,7 @@ class MobileNetV1(nn.Module):
     """
 
     #: (output channels, stride) of the 13 depthwise-separable blocks, from the paper.
-    SETTINGS: tuple[tuple[int, int], ...] = (
-        (64, 1),
-        (128, 2),
-        (128, 1),
-        (256, 2),
-        (256, 1),
-        (512, 2),
-        (512, 1),
-        (512, 1),
-        (512, 1),
-        (512, 1),
-        (512, 1),
-        (1024, 2),
-        (1024, 1),
-    )
+    SETTINGS: tuple[tuple[int, int], ...] = MOBILENET_V1_CFG
 
     def __init__(self, width: float = 1.0, num_classes: int = 1000, divisor: int = 8) -> None:
         """Build the network.

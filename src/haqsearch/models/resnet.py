@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from haqsearch.errors import HaqsearchError
-from haqsearch.models.mobilenet import make_divisible
+from haqsim.zoo import make_divisible
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50"]
 
