@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from haqsearch.accuracy import TorchAccuracyOracle
 from haqsearch.problem import SearchProblem
@@ -39,6 +40,7 @@ class Args:
     episodes: int = 100
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     finetune_steps: int = 10
+    threads: int = 1
     quick: bool = False
 
 
@@ -70,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=Args.episodes)
     p.add_argument("--seeds", type=int, nargs="+", default=Args().seeds)
     p.add_argument("--finetune-steps", type=int, default=Args.finetune_steps)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=Args.threads,
+        help="torch threads (1 is robust "
+        "when the machine is shared; tiny models gain little from more)",
+    )
     p.add_argument("--quick", action="store_true", help="40 episodes, seeds 0 1")
     args = Args(**vars(p.parse_args(argv)))
     if args.quick:
         args.episodes, args.seeds = 40, [0, 1]
 
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     net, train, val, name = load_model(args.model)
     oracles = {
