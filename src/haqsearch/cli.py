@@ -4,6 +4,8 @@ haq search                                   # built-in default: digits MobileNe
 haq search --model digits_cnn --hardware bitfusion --budget energy=0.6x --searcher evolution
 haq search --model mypkg.nets:build --weights w.pt --data mypkg.data:loaders --budget size=1MB
 haq search --out runs/a --resume --episodes 300   # continue an interrupted or finished run
+haq search --workers 4 --searcher evolution   # measure 4 policies at once in 4 processes
+haq search --ray-address auto --workers 16    # ... on 16 Ray actors of a running cluster
 haq evaluate runs/a/policy.json               # re-measure a saved policy
 haq compare runs/a/policy.json runs/b/policy.json   # side by side with uniform 8/6/5/4-bit
 """
@@ -62,6 +64,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         data=args.data,
         finetune_steps=args.finetune_steps,
         progress=not args.quiet,
+        workers=args.workers,
+        ray=args.ray,
+        ray_address=args.ray_address,
     )
     best = result.best
     print(
@@ -210,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default runs/haq-TIMESTAMP)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="accuracy evaluations at once, one model replica each (processes or Ray actors)",
+    )
+    s.add_argument("--ray", action="store_true", help="evaluate on Ray actors (pip install ray)")
+    s.add_argument("--ray-address", help="Ray cluster address (implies --ray), e.g. auto")
     s.set_defaults(func=_cmd_search)
 
     for name, helptext in (

@@ -6,6 +6,14 @@ length, e.g. the full-size ImageNet network from :mod:`haqsim.zoo`) on the hardw
 table; a searcher proposes policies to the :class:`~haqsearch.problem.SearchProblem` for
 ``episodes`` evaluations. Results are written as they improve, so an interrupted run keeps its
 best policy, and ``resume=True`` continues it (see :mod:`haqsearch.problem`).
+
+Scale-out: ``workers=N`` measures accuracies on ``N`` oracle replicas in local processes, and
+``ray=True`` (or ``ray_address=...``) on Ray actors (see :mod:`haqsearch.parallel`). Random search,
+greedy and the uniform baselines give the same results as with one worker; evolution proposes
+``N`` children per round and the RL agents play ``N`` environments at once, so their runs differ
+from one-worker runs (see their docstrings). Workers run torch on one thread each; accuracies
+equal a one-worker run's to the last digit when that run also uses one torch thread (other
+thread counts may round differently in torch's CPU kernels).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,13 @@ from torch import nn
 from haqsearch.accuracy import TorchAccuracyOracle
 from haqsearch.errors import HaqsearchError
 from haqsearch.models.digits import BUILTIN_MODELS, load_builtin
+from haqsearch.parallel import (
+    OracleFactory,
+    OracleReplica,
+    TorchOracleSpec,
+    make_pool,
+    require_ray,
+)
 from haqsearch.problem import Evaluation, SearchProblem
 from haqsearch.report import (
     HistoryWriter,
@@ -174,15 +190,31 @@ def _hardware(hw: Hardware | str) -> Hardware:
 
 def uniform_baselines(problem: SearchProblem) -> list[tuple[int, float, float]]:
     """``(bits, cost_ratio, accuracy)`` of each uniform policy ``w = a = bits`` (pins kept)."""
-    out = []
     top = int(max(problem.w_hi.max(), problem.a_hi.max()))
     bottom = int(min(problem.w_lo.min(), problem.a_lo.min()))
-    for bits in range(top, bottom - 1, -1):
-        full = np.full(problem.n_layers, bits)
-        w, a = problem.clip(full, full)
-        acc, _ = problem.accuracy(w, a)
-        out.append((bits, problem.cost_ratio(w, a), acc))
-    return out
+    levels = list(range(top, bottom - 1, -1))
+    full = [np.full(problem.n_layers, bits) for bits in levels]
+    policies = [problem.clip(f, f) for f in full]
+    measured = problem.accuracy_many(policies)
+    return [
+        (bits, problem.cost_ratio(w, a), acc)
+        for bits, (w, a), (acc, _) in zip(levels, policies, measured, strict=True)
+    ]
+
+
+def _oracle_factory(
+    model: str | nn.Module,
+    weights: str | Path | None,
+    data: str | tuple[Any, Any] | None,
+    oracle: AccuracyOracle,
+    given: bool,
+    **spec: Any,
+) -> OracleFactory:
+    """How workers build their replica: by name when the model and data have names (nothing
+    large is shipped), else a pickled copy of the parent's oracle."""
+    if not given and isinstance(model, str) and (data is None or isinstance(data, str)):
+        return TorchOracleSpec(model, None if weights is None else str(weights), data, **spec)
+    return OracleReplica(oracle)
 
 
 def _config(**kw: Any) -> dict[str, Any]:
@@ -217,6 +249,9 @@ def search(
     searcher_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
     on_evaluation: Callable[[Evaluation], None] | None = None,
+    workers: int = 1,
+    ray: bool = False,
+    ray_address: str | None = None,
 ) -> SearchResult:
     """Search a mixed-precision policy for ``model`` on ``hardware`` under ``budget``.
 
@@ -245,14 +280,26 @@ def search(
         searcher_kwargs: Extra arguments of the searcher.
         progress: Show a progress bar.
         on_evaluation: Called with every evaluation.
+        workers: Oracle replicas measuring accuracies at once (local processes, or Ray actors
+            with ``ray``); 1 measures in this process. Each replica uses one thread.
+        ray: Measure on Ray actors (a local Ray instance unless ``ray_address`` is given);
+            needs the optional dependency ray (``pip install 'haqsim[ray]'``).
+        ray_address: Address of a Ray cluster (``"auto"``, ``"ray://head:10001"``); implies
+            ``ray``.
     """
     if not isinstance(episodes, int) or episodes < 1:
         raise HaqsearchError(f"episodes must be a positive integer, got {episodes!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise HaqsearchError(f"workers must be a positive integer, got {workers!r}")
+    use_ray = ray or ray_address is not None
+    if use_ray:
+        require_ray()  # fail before any model is loaded
     lo, hi = bits
     hw = _hardware(hardware)
     budget = Budget.coerce(budget)
     searcher_obj = get_searcher(searcher, **(searcher_kwargs or {}))
     model_name = model if isinstance(model, str) else type(model).__name__
+    oracle_given = oracle is not None
     if oracle is None:
         net, train, val, model_name = load_model(model, weights, data)
         oracle = TorchAccuracyOracle(
@@ -343,18 +390,45 @@ def search(
 
         problem.listeners.append(tick)
 
+    if workers > 1 or use_ray:
+        factory = _oracle_factory(
+            model,
+            weights,
+            data,
+            oracle,
+            oracle_given,
+            finetune_steps=finetune_steps,
+            eval_batches=eval_batches,
+            lr=finetune_lr,
+            seed=seed,
+        )
+        problem.pool = make_pool(factory, workers, ray=use_ray, ray_address=ray_address)
+        refs = problem.pool.reference_accuracies
+        if any(abs(r - problem.reference_accuracy) > 1e-9 for r in refs):
+            warnings.warn(
+                f"oracle replicas' reference accuracies {refs} differ from this process's "
+                f"{problem.reference_accuracy}: replicas may not load the same model or data",
+                stacklevel=2,
+            )
+
     start = time.perf_counter()
+    failed = True
     try:
         searcher_obj.run(problem, episodes, seed)
+        seconds = time.perf_counter() - start
+        if problem.best is None:
+            raise HaqsearchError(
+                f"searcher {searcher!r} evaluated no policy in {episodes} episodes"
+            )
+        uniform = uniform_baselines(problem)
+        failed = False
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
-    seconds = time.perf_counter() - start
-    if problem.best is None:
-        raise HaqsearchError(f"searcher {searcher!r} evaluated no policy in {episodes} episodes")
-    uniform = uniform_baselines(problem)
+        if problem.pool is not None:
+            problem.pool.close(terminate=failed)
     best = problem.best
     policy = policy_of(problem, best, model=model_name)
     pareto = [

@@ -18,6 +18,15 @@ small SB3 extension here, not a rewrite:
   discount 1, batch 64, a replay buffer of ``128 x`` steps per episode... as in HAQ.
 * **Best policy**: the problem keeps the best evaluation as episodes end
   (:class:`~haqsearch.problem.SearchProblem`), so an interrupted run keeps its result.
+
+Several environments (``n_envs``, by default the problem's workers): each step acts in all of
+them, and their episodes end together, so their accuracies are measured at once on the oracle
+pool (:class:`~haqsearch.searchers.rl.PoolVecEnv`). One truncated-normal generator serves all
+environments (independent draws) and sigma decays once per finished episode; warm-up counts
+episodes over all environments; ``gradient_steps=-1`` keeps HAQ's one update per transition. The
+run is *not* identical to ``n_envs=1`` with the same seed: the agent updates after each vector
+step (``n_envs`` updates at once) instead of after each transition, so ``n_envs`` episodes are
+played with the same actor, and the random draws are interleaved differently.
 """
 
 from __future__ import annotations
@@ -30,12 +39,17 @@ from gymnasium import spaces
 from stable_baselines3 import DDPG
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.type_aliases import MaybeCallback, ReplayBufferSamples
 from stable_baselines3.common.utils import update_learning_rate
 
 from haqsearch.problem import SearchProblem
 from haqsearch.searchers.base import register
-from haqsearch.searchers.rl import EpisodeRecorder, make_problem_env
+from haqsearch.searchers.rl import (
+    EpisodeRecorder,
+    episode_timesteps,
+    make_problem_vec_env,
+    n_decisions,
+)
 
 __all__ = [
     "DDPGSearcher",
@@ -100,9 +114,10 @@ class TruncatedNormalDecayNoise(ActionNoise):
     def __call__(self) -> np.ndarray:
         return self.rng.normal(0.0, self.sigma, 1).astype(np.float32)
 
-    def reset(self) -> None:
-        """Called by SB3 at every episode end: one decay step."""
-        self.episodes += 1
+    def reset(self, indices: Any = None) -> None:
+        """Called by SB3 at every episode end (with ``indices=[env]`` for several
+        environments): one decay step per finished episode."""
+        self.episodes += 1 if indices is None else len(list(indices))
 
 
 class EpisodeRewardReplayBuffer(ReplayBuffer):
@@ -172,6 +187,24 @@ class HAQDDPG(DDPG):
         kwargs.setdefault("learning_rate", self.actor_lr)
         super().__init__(*args, **kwargs)
 
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, Any]:
+        noise = self.action_noise
+        out = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if isinstance(noise, TruncatedNormalDecayNoise):
+            # SB3 gives each environment a deep copy (the same generator state: identical
+            # draws); one generator draws independently for all environments instead.
+            self.action_noise = noise
+        return out
+
     def _update_learning_rate(self, optimizers: Any) -> None:
         self.logger.record("train/learning_rate", self.actor_lr)
         update_learning_rate(self.actor.optimizer, self.actor_lr)
@@ -207,6 +240,8 @@ class DDPGSearcher:
         sigma, sigma_decay: Exploration noise (HAQ: 0.5 on [0, 1] actions = 1.0 here; 0.99).
         device: Torch device for the agent (``"cpu"`` by default: the networks are tiny).
         verbose: SB3 verbosity.
+        n_envs: Environments played at once; ``None`` uses ``problem.workers`` (see the module
+            docstring for how the run differs from ``n_envs=1``).
     """
 
     name = "ddpg"
@@ -224,6 +259,7 @@ class DDPGSearcher:
         sigma_decay: float = 0.99,
         device: str = "cpu",
         verbose: int = 0,
+        n_envs: int | None = None,
     ) -> None:
         self.warmup_episodes = warmup_episodes
         self.hidden = list(hidden)
@@ -231,11 +267,13 @@ class DDPGSearcher:
         self.tau, self.batch_size, self.buffer_episodes = tau, batch_size, buffer_episodes
         self.sigma, self.sigma_decay = sigma, sigma_decay
         self.device, self.verbose = device, verbose
+        self.n_envs = n_envs
         self.model: HAQDDPG | None = None
 
     def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
-        env = make_problem_env(problem)
-        steps = env.n_decisions
+        n_envs = self.n_envs or problem.workers
+        env = make_problem_vec_env(problem, n_envs, episodes)
+        steps = n_decisions(env)
         noise = TruncatedNormalDecayNoise(
             self.sigma, self.sigma_decay, self.warmup_episodes, seed=seed
         )
@@ -252,12 +290,14 @@ class DDPGSearcher:
             gamma=1.0,
             action_noise=noise,
             replay_buffer_class=EpisodeRewardReplayBuffer,
+            gradient_steps=1 if n_envs == 1 else -1,
             policy_kwargs={"net_arch": {"pi": self.hidden, "qf": self.hidden}},
             seed=seed,
             device=self.device,
             verbose=self.verbose,
         )
         self.model.learn(
-            total_timesteps=episodes * steps, callback=EpisodeRecorder(problem, self.name, episodes)
+            total_timesteps=episode_timesteps(episodes, n_envs, steps),
+            callback=EpisodeRecorder(problem, self.name, episodes),
         )
         env.close()

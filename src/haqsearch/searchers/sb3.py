@@ -2,6 +2,9 @@
 
 The algorithm runs unchanged on the sequential environment built from the problem; each
 finished episode is one evaluation. Algorithm keyword arguments pass through (``algo_kwargs``).
+With an oracle pool, ``n_envs`` environments (by default the pool's workers) play at once and
+their accuracies are measured in parallel (:class:`~haqsearch.searchers.rl.PoolVecEnv`); as for
+DDPG, that run differs from a one-environment run with the same seed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ import stable_baselines3
 import torch
 
 from haqsearch.problem import SearchProblem
-from haqsearch.searchers.rl import EpisodeRecorder, make_problem_env
+from haqsearch.searchers.rl import (
+    EpisodeRecorder,
+    episode_timesteps,
+    make_problem_vec_env,
+    n_decisions,
+)
 from haqsim.errors import unknown_name
 
 __all__ = ["SB3Searcher"]
@@ -26,21 +34,26 @@ class SB3Searcher:
     Args:
         algo: Algorithm class name in ``stable_baselines3`` (A2C, DDPG, PPO, SAC, TD3).
         device: Torch device (``"cpu"`` by default).
+        n_envs: Environments played at once; ``None`` uses ``problem.workers``.
         **algo_kwargs: Passed to the algorithm's constructor.
     """
 
-    def __init__(self, algo: str, device: str = "cpu", **algo_kwargs: Any) -> None:
+    def __init__(
+        self, algo: str, device: str = "cpu", n_envs: int | None = None, **algo_kwargs: Any
+    ) -> None:
         if algo not in _ALGOS:
             raise unknown_name("stable-baselines3 algorithm", algo, list(_ALGOS))
         self.algo = algo
         self.name = f"sb3:{algo}"
         self.device = device
+        self.n_envs = n_envs
         self.algo_kwargs = algo_kwargs
         self.model: Any = None
 
     def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
-        env = make_problem_env(problem)
-        steps = env.n_decisions
+        n_envs = self.n_envs or problem.workers
+        env = make_problem_vec_env(problem, n_envs, episodes)
+        steps = n_decisions(env)
         kwargs = dict(self.algo_kwargs)
         if self.algo in ("PPO", "A2C"):
             # On-policy rollouts: whole episodes per update, so episodes end inside budgets.
@@ -53,6 +66,7 @@ class SB3Searcher:
         cls = getattr(stable_baselines3, self.algo)
         self.model = cls("MlpPolicy", env, seed=seed, device=self.device, **kwargs)
         self.model.learn(
-            total_timesteps=episodes * steps, callback=EpisodeRecorder(problem, self.name, episodes)
+            total_timesteps=episode_timesteps(episodes, n_envs, steps),
+            callback=EpisodeRecorder(problem, self.name, episodes),
         )
         env.close()

@@ -1,4 +1,9 @@
-"""Baseline searchers: uniform policies, random search, regularised evolution, greedy."""
+"""Baseline searchers: uniform policies, random search, regularised evolution, greedy.
+
+Random search and evolution propose batches of ``problem.workers`` policies
+(:meth:`~haqsearch.problem.SearchProblem.evaluate_many`), so a problem with an oracle pool measures
+them in parallel; greedy measures its sensitivity probes as one batch.
+"""
 
 from __future__ import annotations
 
@@ -37,14 +42,21 @@ class UniformSearcher:
 
 @register("random")
 class RandomSearcher:
-    """Uniformly random bits per layer, then the problem's budget enforcement."""
+    """Uniformly random bits per layer, then the problem's budget enforcement.
+
+    Proposes ``problem.workers`` policies at a time from one generator, so the history is the
+    same for any number of workers.
+    """
 
     name = "random"
 
     def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
-        for _ in range(episodes):
-            problem.evaluate(*problem.random_policy(rng), self.name)
+        used = 0
+        while used < episodes:
+            n = min(problem.workers, episodes - used)
+            problem.evaluate_many([problem.random_policy(rng) for _ in range(n)], self.name)
+            used += n
 
 
 @register("evolution")
@@ -55,21 +67,39 @@ class EvolutionSearcher:
     members, mutates the best of them (each free bit moves by +-1 with probability
     ``mutation_rate``, at least one moves), evaluates the child and retires the oldest member.
 
+    Batched (``batch`` > 1, by default ``problem.workers``): each round breeds ``batch`` children
+    from the population as it stands, evaluates them together, then adds them and retires as
+    many of the oldest members, in order. The random draws are the same as in the serial
+    algorithm, so ``batch=1`` is exactly the serial algorithm; with ``batch`` > 1 the children of
+    a round cannot descend from one another, so the history differs from the serial one (it is
+    the same for the same ``batch``, whatever the number of workers). The initial random
+    population is the same for every ``batch``.
+
     Args:
         population: Population size.
         sample: Tournament size.
         mutation_rate: Per-decision mutation probability.
+        batch: Children per round; ``None`` uses ``problem.workers``.
     """
 
     name = "evolution"
 
-    def __init__(self, population: int = 20, sample: int = 5, mutation_rate: float = 0.1) -> None:
+    def __init__(
+        self,
+        population: int = 20,
+        sample: int = 5,
+        mutation_rate: float = 0.1,
+        batch: int | None = None,
+    ) -> None:
         if population < 2 or not 1 <= sample <= population:
             raise ValueError(
                 f"evolution needs population >= 2 and 1 <= sample <= population, got population="
                 f"{population}, sample={sample}"
             )
+        if batch is not None and (not isinstance(batch, int) or batch < 1):
+            raise ValueError(f"evolution batch must be an integer >= 1 or None, got {batch!r}")
         self.population, self.sample, self.mutation_rate = population, sample, mutation_rate
+        self.batch = batch
 
     def _mutate(
         self, problem: SearchProblem, parent: Evaluation, rng: np.random.Generator
@@ -90,16 +120,26 @@ class EvolutionSearcher:
 
     def run(self, problem: SearchProblem, episodes: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
+        batch = self.batch or problem.workers
         pop: deque[Evaluation] = deque()
-        for step in range(episodes):
-            if step < self.population:
-                child = problem.evaluate(*problem.random_policy(rng), self.name)
+        used = 0
+        while used < episodes:
+            if used < self.population:
+                n = min(batch, self.population - used, episodes - used)
+                pop.extend(
+                    problem.evaluate_many([problem.random_policy(rng) for _ in range(n)], self.name)
+                )
             else:
-                contenders = [pop[int(i)] for i in rng.choice(len(pop), self.sample, False)]
-                parent = max(contenders, key=lambda e: (e.reward, -e.cost))
-                child = problem.evaluate(*self._mutate(problem, parent, rng), self.name)
-                pop.popleft()
-            pop.append(child)
+                n = min(batch, episodes - used)
+                children = []
+                for _ in range(n):
+                    contenders = [pop[int(i)] for i in rng.choice(len(pop), self.sample, False)]
+                    parent = max(contenders, key=lambda e: (e.reward, -e.cost))
+                    children.append(self._mutate(problem, parent, rng))
+                for child in problem.evaluate_many(children, self.name):
+                    pop.popleft()
+                    pop.append(child)
+            used += n
 
 
 def _noise(bits: int | np.ndarray) -> float | np.ndarray:
@@ -120,6 +160,9 @@ class GreedySearcher:
        smallest estimated accuracy loss per unit of cost saved, until the policy fits the budget.
     3. Refine: with the evaluations left, try raising the most sensitive lowered decisions by one
        bit where the budget allows, keeping a change when measured accuracy improves.
+
+    The probes of step 1 are measured as one batch (in parallel with an oracle pool); steps 2 and
+    3 are sequential. Results do not depend on the number of workers.
 
     Args:
         probe_bits: The bitwidth each decision is probed at (clipped to its range).
@@ -145,14 +188,17 @@ class GreedySearcher:
         top = hi.copy()
         # Probes are measured as they are (not enforced, so mostly over budget): they count
         # against the evaluation budget but do not enter the history of feasible policies.
-        ref_acc, _ = problem.accuracy(top[:L], top[L:])
         budget_left = episodes - 1
         sens = np.full(2 * L, np.nan)
         order = np.random.default_rng(seed).permutation(free)
+        probes = []
         for d in order[: max(0, budget_left - 1)]:
             bits = top.copy()
             bits[d] = int(np.clip(self.probe_bits, lo[d], hi[d]))
-            acc, _ = problem.accuracy(bits[:L], bits[L:])
+            probes.append((int(d), bits))
+        measured = problem.accuracy_many([(top[:L], top[L:])] + [(b[:L], b[L:]) for _, b in probes])
+        ref_acc = measured[0][0]
+        for (d, bits), (acc, _) in zip(probes, measured[1:], strict=True):
             sens[d] = max(ref_acc - acc, 0.0) / max(_noise(bits[d]) - _noise(top[d]), 1e-300)
             budget_left -= 1
         known = sens[free][~np.isnan(sens[free])]
