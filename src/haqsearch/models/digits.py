@@ -335,3 +335,73 @@ def pretrained(name: str, cache_dir: str | os.PathLike[str] | None = None) -> nn
         HaqsearchError: If ``name`` is not a built-in model.
     """
     return load_builtin(name, cache_dir).model
+
+
+# ------------------------------------------------------------------------------------------
+# MobileNets with exactly the layer sequence of the full-size ImageNet workloads
+# (haqsim.zoo.mobilenet_v1 / mobilenet_v2), narrow and on 1 x 32 x 32 digits: accuracy comes from
+# these, costs from the full-size workloads (benchmarks/reproduce_haq.py).
+
+#: Width multipliers of the sequence-matched digits MobileNets.
+SEQ_V1_WIDTH = 0.25
+SEQ_V2_WIDTH = 0.35
+
+
+def _one_channel_stem(stem: nn.Conv2d) -> nn.Conv2d:
+    """``stem`` with one input channel (grey digits); same kernel, stride, padding and outputs."""
+    conv1 = nn.Conv2d(
+        1,
+        stem.out_channels,
+        stem.kernel_size,
+        stem.stride,
+        stem.padding,
+        groups=1,
+        bias=stem.bias is not None,
+    )
+    nn.init.kaiming_normal_(conv1.weight, mode="fan_out")
+    return conv1
+
+
+def digits_mobilenet_v1_seq() -> nn.Module:
+    """MobileNet-V1 (width 0.25, 10 classes) for 1 x 32 x 32 digits, untrained.
+
+    Its 28 quantizable layers are, in order and kind, those of :func:`haqsim.zoo.mobilenet_v1`
+    (stem, 13 depthwise/pointwise pairs, classifier) with the same names and strides; only the
+    stem's input channels (1) and the widths differ. Global pooling handles the 1 x 1 final map.
+    """
+    from haqsearch.models.mobilenet import mobilenet_v1
+
+    net = mobilenet_v1(width=SEQ_V1_WIDTH, num_classes=DIGITS_CLASSES)
+    net.conv1[0] = _one_channel_stem(net.conv1[0])
+    net.input_shape = (1, 32, 32)
+    return net
+
+
+def digits_mobilenet_v2_seq() -> nn.Module:
+    """MobileNet-V2 (width 0.35, 10 classes) for 1 x 32 x 32 digits, untrained.
+
+    Its 53 quantizable layers are, in order and kind, those of :func:`haqsim.zoo.mobilenet_v2`
+    (torchvision's layer order and names, strides kept); only the stem's input channels (1) and
+    the widths differ (the last 1 x 1 layer keeps 1280 channels, as in torchvision).
+    """
+    from haqsearch.models.mobilenet import mobilenet_v2
+
+    net = mobilenet_v2(width=SEQ_V2_WIDTH, num_classes=DIGITS_CLASSES)
+    net.features[0][0] = _one_channel_stem(net.features[0][0])
+    net.input_shape = (1, 32, 32)
+    return net
+
+
+BUILTIN_MODELS["digits_mobilenet_v1_seq"] = BuiltinModel(
+    "digits_mobilenet_v1_seq",
+    digits_mobilenet_v1_seq,
+    TrainConfig(epochs=15, lr=5e-3, image_size=32),
+    "MobileNet-V1 x0.25 with zoo.mobilenet_v1's 28-layer sequence, 32 x 32 upsampled digits",
+)
+BUILTIN_MODELS["digits_mobilenet_v2_seq"] = BuiltinModel(
+    "digits_mobilenet_v2_seq",
+    digits_mobilenet_v2_seq,
+    TrainConfig(epochs=15, lr=5e-3, image_size=32),
+    "MobileNet-V2 x0.35 with zoo.mobilenet_v2's 53-layer sequence, 32 x 32 upsampled digits",
+)
+__all__ += ["digits_mobilenet_v1_seq", "digits_mobilenet_v2_seq"]
