@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch lies on disk; pin it before anything can pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet --progress-bar off -e '.[search,dev]'
+	$(BIN)/pip install --quiet --progress-bar off -e '.[search,dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
