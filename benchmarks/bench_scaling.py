@@ -13,8 +13,8 @@ policies:
 Pools are started (replicas built) and warmed up with one policy per worker before the clock
 starts; their start-up time is printed apart. Speedup is relative to the first ``serial`` row;
 parallel efficiency is speedup / workers. ``same acc`` compares each row's accuracies with the
-serial row of the same thread count (torch's CPU kernels may round differently with another
-number of threads, which can move an accuracy by one validation sample).
+serial row of the same thread count (torch's CPU kernels round differently with another number
+of threads, and the fine-tune amplifies it: the header shows by how much).
 
 Usage: python benchmarks/bench_scaling.py [--model digits_mobilenet] [--workers 1 2 4]
        [--evaluations 16] [--finetune-steps 20] [--no-ray]

@@ -22,6 +22,7 @@ from haqsearch.parallel import (
 from haqsearch.problem import SearchProblem
 from haqsearch.report import read_history
 from haqsearch.search import _oracle_factory
+from haqsearch.searchers.ddpg import TruncatedNormalDecayNoise
 from haqsearch.searchers.simple import EvolutionSearcher
 from haqsim import LayerTable, conv, linear
 from haqsim.proxy import NoiseProxyOracle
@@ -226,6 +227,8 @@ def test_rl_with_two_envs_meets_the_episode_and_cost_budgets(pool2, name, kwargs
     searcher.run(pr, 11, seed=0)  # odd: the last round measures one of the two episodes
     assert len(pr.history) == 11
     assert searcher.model.n_envs == 2
+    if name == "ddpg":  # one generator for both envs (SB3 would copy it: identical draws)
+        assert isinstance(searcher.model.action_noise, TruncatedNormalDecayNoise)
     assert pr.oracle_calls <= 11
     for ev in pr.history:
         assert pr.fits(ev.w_bits, ev.a_bits)
@@ -279,6 +282,18 @@ def test_torch_replicas_give_the_serial_accuracies():
     # A model given as a module travels as a pickled copy of the whole oracle.
     with ProcessOraclePool(OracleReplica(serial), 1) as pool:
         assert pool.evaluate(*policies[-1])[0] == got[-1][0]
+
+
+@pytest.mark.slow
+def test_cli_search_with_two_workers_on_the_digits_model(tmp_path, capsys):
+    argv = ["search", "--model", "digits_cnn", "--searcher", "random", "--episodes", "3",
+            "--finetune-steps", "2", "--workers", "2", "--quiet",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert haq_main(argv) == 0
+    assert "best policy" in capsys.readouterr().out
+    rows = read_history(tmp_path / "history.csv")
+    assert len(rows) == 3 and rows[0]["seconds"] > 0  # measured in a worker
+    assert (tmp_path / "report.md").exists()
 
 
 @pytest.mark.slow

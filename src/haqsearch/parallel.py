@@ -13,9 +13,10 @@ copy, nothing large is shipped) or :class:`OracleReplica` (ships a pickled copy 
 a model given as an ``nn.Module``, or the torch-free :class:`haqsim.proxy.NoiseProxyOracle`).
 :class:`~haqsearch.accuracy.TorchAccuracyOracle` measures every policy under its own seed, so a
 replica gives the same accuracy as the parent's oracle on the same device with the same number of
-torch threads. (With another thread count torch's CPU kernels may round differently, which can
-move an accuracy by a validation sample: workers use one thread each, so a one-worker run matches
-them exactly when torch is limited to one thread too, ``torch.set_num_threads(1)``.)
+torch threads. With another thread count torch's CPU kernels round differently, and the short
+fine-tune amplifies that, at low bitwidths by up to several accuracy points (0.07 seen on
+``digits_mobilenet``): workers use one thread each, so a one-worker run reproduces them exactly
+when torch is limited to one thread too (``torch.set_num_threads(1)``).
 
 Faults: a worker process or actor that dies while evaluating (``BrokenProcessPool``,
 ``RayActorError``) is replaced by a fresh one and the policy is evaluated again, up to

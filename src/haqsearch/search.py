@@ -11,9 +11,10 @@ Scale-out: ``workers=N`` measures accuracies on ``N`` oracle replicas in local p
 ``ray=True`` (or ``ray_address=...``) on Ray actors (see :mod:`haqsearch.parallel`). Random search,
 greedy and the uniform baselines give the same results as with one worker; evolution proposes
 ``N`` children per round and the RL agents play ``N`` environments at once, so their runs differ
-from one-worker runs (see their docstrings). Workers run torch on one thread each; accuracies
-equal a one-worker run's to the last digit when that run also uses one torch thread (other
-thread counts may round differently in torch's CPU kernels).
+from one-worker runs (see their docstrings). Workers run torch on one thread each; their
+accuracies equal a one-worker run's exactly when that run also uses one torch thread (with
+another thread count torch rounds differently and the fine-tune amplifies it; see
+:mod:`haqsearch.parallel`).
 """
 
 from __future__ import annotations
@@ -407,7 +408,8 @@ def search(
         if any(abs(r - problem.reference_accuracy) > 1e-9 for r in refs):
             warnings.warn(
                 f"oracle replicas' reference accuracies {refs} differ from this process's "
-                f"{problem.reference_accuracy}: replicas may not load the same model or data",
+                f"{problem.reference_accuracy}: replicas differ in model, data, device or torch "
+                f"thread count",
                 stacklevel=2,
             )
 
