@@ -221,7 +221,7 @@ def test_oracle_rejects_bad_data_and_options(cnn):
 
 def test_learned_clip_and_fine_tune_help_at_two_bits(cnn):
     kwargs = {"eval_batches": 4, "seed": 0}
-    plain = TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, **kwargs)
+    plain = TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, finetune_steps=0, **kwargs)
     tuned = TorchAccuracyOracle(
         cnn.model, cnn.train_data, cnn.val_data, finetune_steps=20, lr=1e-2, learn_clip=True,
         **kwargs,
