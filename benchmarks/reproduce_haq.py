@@ -71,7 +71,7 @@ class Args:
     policy_level: int = 4
     experiments: tuple[int, ...] = (1, 2, 3, 4, 5)
     searchers: tuple[str, ...] = ("ddpg", "greedy")
-    ddpg_models: tuple[str, ...] = ("v1",)
+    ddpg_cells: tuple[str, ...] = ("v1/latency", "v1/size", "v2/latency/4")
     ddpg_episodes: int = 100
     ddpg_warmup: int = 20
     greedy_probes: int = 0
@@ -84,6 +84,7 @@ class Args:
     threads: int = 1
     device: str = "cpu"
     oracle: str = "torch"
+    resume: bool = False
 
 
 #: What ``--quick`` changes (for the fields left at their defaults).
@@ -134,9 +135,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
 
 def resolve(args: Args) -> Args:
     """``args`` with the ``--quick`` settings applied to fields left at their defaults."""
-    unknown = [m for m in (*args.models, *args.ddpg_models) if m not in MODELS]
+    unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         raise SystemExit(f"--models must be among {sorted(MODELS)}, got {unknown}")
+    for pattern in args.ddpg_cells:
+        parts = pattern.split("/")
+        ok = 1 <= len(parts) <= 3 and parts[0] in MODELS
+        ok = ok and (len(parts) < 2 or parts[1] in ("latency", "energy", "size"))
+        ok = ok and (len(parts) < 3 or parts[2].isdigit())
+        if not ok:
+            raise SystemExit(
+                f"--ddpg-cells entries must be 'model[/metric[/level]]' (e.g. v1, v2/latency/4), "
+                f"got {pattern!r}"
+            )
     if args.oracle not in ("torch", "proxy"):
         raise SystemExit(f"--oracle must be 'torch' or 'proxy', got {args.oracle!r}")
     if not args.quick:
@@ -146,16 +157,59 @@ def resolve(args: Args) -> Args:
     return dataclasses.replace(args, **changes)
 
 
+def ddpg_runs(args: Args, model: str, metric: str, level: int) -> bool:
+    """Whether DDPG runs on a cell: some ``model[/metric[/level]]`` entry of ``ddpg_cells``
+    matches it."""
+    for pattern in args.ddpg_cells:
+        parts = pattern.split("/")
+        if parts[0] != model or (len(parts) > 1 and parts[1] != metric):
+            continue
+        if len(parts) > 2 and int(parts[2]) != level:
+            continue
+        return True
+    return False
+
+
+def ddpg_scope_text(args: Args) -> str:
+    out = []
+    for pattern in args.ddpg_cells:
+        parts = pattern.split("/")
+        text = MODELS[parts[0]].label
+        if len(parts) > 1:
+            text += f" {parts[1]}"
+        text += f" at the uniform {parts[2]}-bit budget" if len(parts) > 2 else " (all budgets)"
+        out.append(text)
+    return "on " + ", ".join(out) if out else "on no cell"
+
+
 # ------------------------------------------------------------------------------ models
+class RecordingOracle:
+    """An accuracy oracle that remembers every accuracy it returned (for the report's notes on
+    the searchers); everything else is the wrapped oracle's."""
+
+    def __init__(self, inner: AccuracyOracle) -> None:
+        self.inner = inner
+        self.seen: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
+
+    def __call__(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
+        acc = float(self.inner(w_bits, a_bits))
+        self.seen[(tuple(int(b) for b in w_bits), tuple(int(b) for b in a_bits))] = acc
+        return acc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 @dataclass
 class ModelContext:
     """A model: its accuracy oracle (small digits network) and its full-size workload."""
 
     spec: ModelSpec
     workload: LayerTable
-    oracle: AccuracyOracle
+    oracle: RecordingOracle
     float_accuracy: float
     note: str
+    weights: str
 
 
 def sequence_mismatches(traced: LayerTable, full: LayerTable) -> list[str]:
@@ -181,15 +235,14 @@ def load_model(key: str, args: Args) -> ModelContext:
     if args.oracle == "proxy":
         from haqsim.proxy import NoiseProxyOracle
 
-        oracle = NoiseProxyOracle(full, reference_accuracy=0.96, drop_at_4bit=0.05, seed=args.seed)
-        return ModelContext(
-            spec, full, oracle, 0.96, "noise proxy (haqsim.proxy), not a trained model"
-        )
+        proxy = NoiseProxyOracle(full, reference_accuracy=0.96, drop_at_4bit=0.05, seed=args.seed)
+        note = "noise proxy (haqsim.proxy), not a trained model"
+        return ModelContext(spec, full, RecordingOracle(proxy), 0.96, note, "proxy")
     from haqsearch.accuracy import TorchAccuracyOracle
     from haqsearch.models.digits import load_builtin
 
     pre = load_builtin(spec.builtin, verbose=True)
-    oracle = TorchAccuracyOracle(
+    torch_oracle = TorchAccuracyOracle(
         pre.model,
         pre.train_data,
         pre.val_data,
@@ -199,7 +252,8 @@ def load_model(key: str, args: Args) -> ModelContext:
         device=args.device,
         calibration_batches=args.calibration_batches,
     )
-    bad = sequence_mismatches(oracle.workload, full)
+    oracle = RecordingOracle(torch_oracle)
+    bad = sequence_mismatches(torch_oracle.workload, full)
     if bad:
         raise SystemExit(f"{spec.builtin} does not match {full.name}: {bad[:3]}")
     n_params = sum(p.numel() for p in pre.model.parameters())
@@ -209,7 +263,7 @@ def load_model(key: str, args: Args) -> ModelContext:
         f"({len(pre.train_data.labels)} train / {len(pre.val_data.labels)} val images), "
         f"cached as `{pre.path.name}`"
     )
-    return ModelContext(spec, full, oracle, pre.float_accuracy, note)
+    return ModelContext(spec, full, oracle, pre.float_accuracy, note, pre.path.name)
 
 
 # ------------------------------------------------------------------------------ cells
@@ -259,6 +313,50 @@ class Cell:
     def delta(self) -> float:
         return self.accuracy - self.uniform_accuracy
 
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["w_bits"] = [int(b) for b in self.w_bits]
+        d["a_bits"] = [int(b) for b in self.a_bits]
+        d["uniform"] = [[int(b), float(r), float(a)] for b, r, a in self.uniform]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Cell:
+        d = dict(d)
+        d["w_bits"] = np.array(d["w_bits"], np.int64)
+        d["a_bits"] = np.array(d["a_bits"], np.int64)
+        d["uniform"] = [(int(b), float(r), float(a)) for b, r, a in d["uniform"]]
+        return cls(**d)
+
+
+#: Settings that change a cell's result (the checkpoint is keyed by them).
+RESULT_FIELDS = (
+    "ddpg_episodes",
+    "ddpg_warmup",
+    "greedy_probes",
+    "greedy_probe_bits",
+    "greedy_refine",
+    "finetune_steps",
+    "finetune_lr",
+    "calibration_batches",
+    "seed",
+    "threads",
+    "device",
+    "oracle",
+)
+
+
+def checkpoint_path(args: Args) -> Path:
+    """Where finished cells are appended as JSON lines (``--resume`` reads them back)."""
+    import hashlib
+    import os
+
+    blob = json.dumps({k: getattr(args, k) for k in RESULT_FIELDS}, sort_keys=True)
+    root = os.environ.get("HAQSIM_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "haqsim"
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return base / "reproduce_haq" / f"cells-{digest}.jsonl"
+
 
 class Runner:
     """Runs and memoises cells; one accuracy oracle (and cache) per model for all of them."""
@@ -266,6 +364,25 @@ class Runner:
     def __init__(self, args: Args, models: dict[str, ModelContext], log: Callable[[str], None]):
         self.args, self.models, self.log = args, models, log
         self.cells: dict[tuple[str, str, str, int, str, bool], Cell] = {}
+        # Finished cells go to a checkpoint as they come, so a killed run can be resumed
+        # (--resume); a cell's result depends only on RESULT_FIELDS and the model's weights.
+        self.checkpoint = checkpoint_path(args)
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        self.saved: dict[tuple[Any, ...], Cell] = {}
+        if args.resume and self.checkpoint.exists():
+            for line in self.checkpoint.read_text().splitlines():
+                rec = json.loads(line)
+                weights = rec.pop("weights")
+                if rec["model"] in models and models[rec["model"]].weights == weights:
+                    c = Cell.from_json(rec)
+                    self.saved[self._key(c)] = c
+            log(f"resuming: {len(self.saved)} finished cells in {self.checkpoint}")
+        elif self.checkpoint.exists():
+            self.checkpoint.unlink()
+
+    @staticmethod
+    def _key(c: Cell) -> tuple[str, str, str, int, str, bool]:
+        return (c.model, c.hardware, c.metric, c.level, c.searcher, c.weights_only)
 
     def episodes(self, searcher: str, n_free: int) -> int:
         if searcher == "greedy":
@@ -280,6 +397,9 @@ class Runner:
     ) -> Cell:
         k = (key, hw, metric, level, searcher, weights_only)
         if k in self.cells:
+            return self.cells[k]
+        if k in self.saved:
+            self.cells[k] = self.saved[k]
             return self.cells[k]
         ctx = self.models[key]
         table = table_for(ctx, hw)
@@ -345,6 +465,8 @@ class Runner:
             seconds=seconds,
         )
         self.cells[k] = cell
+        with self.checkpoint.open("a") as f:
+            f.write(json.dumps({**cell.to_json(), "weights": ctx.weights}) + "\n")
         self.log(
             f"  {ctx.spec.label:12s} {hw:11s} {metric:7s} @{level}-bit {searcher:7s} "
             f"acc {cell.accuracy:6.1%} (uniform {cell.uniform_accuracy:6.1%}) "
@@ -659,8 +781,8 @@ def run(args: Args, log: Callable[[str], None] = print) -> dict[str, Any]:
     exps = set(args.experiments)
     searchers = list(args.searchers)
 
-    def searchers_for(m: str) -> list[str]:
-        return [s for s in searchers if s != "ddpg" or m in args.ddpg_models]
+    def searchers_for(m: str, metric: str, level: int) -> list[str]:
+        return [s for s in searchers if s != "ddpg" or ddpg_runs(args, m, metric, level)]
 
     results: dict[str, Any] = {"exp1": [], "exp2": [], "exp3": {}, "exp4": {}, "exp5": []}
 
@@ -674,18 +796,18 @@ def run(args: Args, log: Callable[[str], None] = print) -> dict[str, Any]:
         for m in models:
             for hw in (EDGE, CLOUD):
                 for lv in args.levels:
-                    for s in searchers_for(m):
+                    for s in searchers_for(m, "latency", lv):
                         results["exp1"].append(runner.cell(m, hw, "latency", lv, s))
 
     def exp2() -> None:
         for m in models:
             for lv in args.levels:
-                for s in searchers_for(m):
+                for s in searchers_for(m, "energy", lv):
                     results["exp2"].append(runner.cell(m, BITFUSION, "energy", lv, s))
 
     def exp3() -> None:
         for m in models:
-            for s in searchers_for(m):
+            for s in searchers_for(m, "latency", args.policy_level):
                 policies = {
                     hw: runner.cell(m, hw, "latency", args.policy_level, s) for hw in PRESETS
                 }
@@ -700,7 +822,7 @@ def run(args: Args, log: Callable[[str], None] = print) -> dict[str, Any]:
 
     def exp4() -> None:
         for m in models:
-            for s in searchers_for(m):
+            for s in searchers_for(m, "latency", args.policy_level):
                 results["exp4"][(m, s)] = {
                     hw: runner.cell(m, hw, "latency", args.policy_level, s) for hw in (EDGE, CLOUD)
                 }
@@ -708,7 +830,7 @@ def run(args: Args, log: Callable[[str], None] = print) -> dict[str, Any]:
     def exp5() -> None:
         for m in models:
             for lv in args.levels:
-                for s in searchers_for(m):
+                for s in searchers_for(m, "size", lv):
                     results["exp5"].append(runner.cell(m, SIZE_HW, "size", lv, s, True))
 
     for number, name, fn in (
@@ -912,8 +1034,8 @@ def render_report(
         'the uniform baselines pin them (`pin="first,last"`); other layers take 2 to 8 bits. '
         "Ratios are to the uniform 8-bit policy.",
         f"- Searchers: `ddpg` (HAQ's agent, {args.ddpg_episodes} episodes, "
-        f"{min(args.ddpg_warmup, args.ddpg_episodes)} of them random warm-up; HAQ used 600), on "
-        + ", ".join(MODELS[m].label for m in args.ddpg_models if m in models)
+        f"{min(args.ddpg_warmup, args.ddpg_episodes)} of them random warm-up; HAQ used 600) "
+        + ddpg_scope_text(args)
         + " (its episodes are the expensive part of the run), and `greedy` on every cell "
         "(sensitivity-guided bit lowering, `haqsearch.searchers.simple.GreedySearcher`: "
         + (
@@ -1190,6 +1312,7 @@ def render_report(
         if "exp5" in plots:
             lines += [f"![accuracy vs size]({plots['exp5']})", ""]
 
+    lines += searcher_notes(args, models, list(runner_cells(results)))
     lines += [
         "## Timing",
         "",
@@ -1205,6 +1328,80 @@ def render_report(
         "`timing.csv`, `run.json` (settings).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def runner_cells(results: dict[str, Any]) -> list[Cell]:
+    """Every cell in the results, once."""
+    out: dict[int, Cell] = {}
+    for c in [*results["exp1"], *results["exp2"], *results["exp5"]]:
+        out[id(c)] = c
+    for policies, _ in results["exp3"].values():
+        for c in policies.values():
+            out[id(c)] = c
+    return list(out.values())
+
+
+def searcher_notes(args: Args, models: dict[str, ModelContext], cells: list[Cell]) -> list[str]:
+    """How often each searcher drove a decision to the minimum bits, and how the greedy
+    searcher's probes came out (a probe at or above the all-8-bit accuracy counts as no loss)."""
+    if not cells:
+        return []
+    rows = []
+    for m in models:
+        for s in sorted({c.searcher for c in cells if c.model == m}):
+            mine = [c for c in cells if c.model == m and c.searcher == s]
+            at_min = [
+                int((c.w_bits[1:-1] == MIN_BITS).sum())
+                + (0 if c.weights_only else int((c.a_bits[1:-1] == MIN_BITS).sum()))
+                for c in mine
+            ]
+            rows.append(
+                [models[m].spec.label, s, len(mine), f"{np.mean(at_min):.1f}", f"{max(at_min)}"]
+            )
+    lines = [
+        "## Notes on the searchers",
+        "",
+        f"Free decisions at the minimum ({MIN_BITS} bits) in the searched policies, per cell:",
+        "",
+        *md_table(["model", "searcher", "cells", "mean at min bits", "max"], rows),
+        "",
+    ]
+    notes = []
+    for ctx in models.values():
+        L = len(ctx.workload)
+        top = tuple([MAX_BITS] * L)
+        ref = ctx.oracle.seen.get((top, top))
+        if ref is None:
+            continue
+        probed = flat = 0
+        for i in range(1, L - 1):
+            for which in (0, 1):
+                bits = [list(top), list(top)]
+                bits[which][i] = args.greedy_probe_bits
+                acc = ctx.oracle.seen.get((tuple(bits[0]), tuple(bits[1])))
+                if acc is not None:
+                    probed += 1
+                    flat += acc >= ref
+        if probed:
+            notes.append(
+                f"{ctx.spec.label}: {flat} of {probed} measured probes "
+                f"({100 * flat / probed:.0f}%) came out at or above the all-8-bit accuracy "
+                f"({ref:.1%})"
+            )
+    if notes:
+        lines += [
+            f"Greedy probes (one decision at {args.greedy_probe_bits} bits, the rest at 8, "
+            f"after the oracle's {args.finetune_steps}-step fine-tune): "
+            + "; ".join(notes)
+            + ". The greedy searcher models a policy's loss as the sum of its decisions' probed "
+            "losses and counts such a probe as no loss at all, so those decisions are lowered to "
+            "the minimum first; when many are (see the table above), their small real losses add "
+            "up to more than the model predicts and the policy falls below the uniform one. "
+            "HAQ's DDPG measures whole policies and has no such blind spot, at the price of many "
+            "more evaluations.",
+            "",
+        ]
+    return lines
 
 
 def paragraph_exp4(

@@ -80,6 +80,7 @@ def _tiny(out: Path, **kw):
         ddpg_warmup=1,
         greedy_probes=2,
         greedy_refine=0,
+        ddpg_cells=("v1",),
     )
     args.update(kw)
     return r.resolve(r.Args(**args))
@@ -122,6 +123,28 @@ def test_smallest_path_writes_the_report_and_is_repeatable(tmp_path):
 
     r.run(_tiny(tmp_path / "b"), log=lambda _: None)
     assert _tables(tmp_path / "a") == _tables(tmp_path / "b")
+
+    # a resumed run takes every finished cell from the checkpoint and writes the same tables
+    lines.clear()
+    results = r.run(_tiny(tmp_path / "c", resume=True), log=lines.append)
+    assert any(line.startswith("resuming: 15 finished cells") for line in lines)
+    assert not any(line.startswith("  MobileNet") for line in lines)  # nothing searched again
+    assert len(results["exp1"]) == 6
+    assert _tables(tmp_path / "a") == _tables(tmp_path / "c")
+
+
+def test_ddpg_cells_select_model_metric_and_level():
+    r = _script()
+    args = r.resolve(r.Args(ddpg_cells=("v1/latency", "v2/size/4")))
+    assert r.ddpg_runs(args, "v1", "latency", 6)
+    assert not r.ddpg_runs(args, "v1", "size", 4)
+    assert r.ddpg_runs(args, "v2", "size", 4)
+    assert not r.ddpg_runs(args, "v2", "size", 5)
+    assert r.ddpg_scope_text(r.Args(ddpg_cells=("v2/latency/4",))) == (
+        "on MobileNet-V2 latency at the uniform 4-bit budget"
+    )
+    with pytest.raises(SystemExit):
+        r.resolve(r.Args(ddpg_cells=("v1/speed",)))
 
 
 def test_quick_applies_only_to_fields_left_at_default():
