@@ -11,7 +11,9 @@ policies:
   instance (skipped if Ray is not installed, or with ``--no-ray``).
 
 Pools are started (replicas built) and warmed up with one policy per worker before the clock
-starts; their start-up time is printed apart. Speedup is relative to the first ``serial`` row;
+starts; their start-up time is printed apart. The header says how many cores were free for the
+benchmark before and after (processes spinning for a second): below the core count, other work
+shared the machine and the table is noisy. Speedup is relative to the first ``serial`` row;
 parallel efficiency is speedup / workers. ``same acc`` compares each row's accuracies with the
 serial row of the same thread count (torch's CPU kernels round differently with another number
 of threads, and the fine-tune amplifies it: the header shows by how much).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -77,6 +80,21 @@ def policies(n_layers: int, count: int, seed: int) -> list[tuple[np.ndarray, np.
     return out
 
 
+def _spin(seconds: float) -> float:
+    """Busy-loop for ``seconds`` of wall time; the CPU seconds this process got meanwhile."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        pass
+    return time.process_time() - cpu
+
+
+def available_cores(n: int) -> float:
+    """Cores this benchmark can get now: ``n`` processes spin for a second, their CPU seconds
+    are added up (less than ``n`` when other work shares the machine)."""
+    with multiprocessing.get_context("spawn").Pool(n) as pool:
+        return sum(pool.map(_spin, [1.0] * n))
+
+
 def measure_serial(spec: TorchOracleSpec, threads: int, todo: list, warm: list) -> dict:
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -116,7 +134,8 @@ def main() -> None:
     n_layers = spec().n_layers  # trains and caches a built-in model on first use
     every = policies(n_layers, args.evaluations + max(args.workers), args.seed)
     warm, todo = every[args.evaluations :], every[: args.evaluations]
-    load0 = os.getloadavg()[0]
+    spread = max(max(args.workers), args.threads)
+    cores0 = available_cores(spread)
     rows = [measure_serial(spec, t, todo, warm) for t in sorted({args.threads, 1}, reverse=True)]
     backends = ["process"]
     if args.ray:
@@ -129,15 +148,15 @@ def main() -> None:
     for kind in backends:
         for n in args.workers:
             rows.append(measure_pool(kind, n, spec, todo, warm))
-    load1 = os.getloadavg()[0]
+    cores1 = available_cores(spread)
 
     base = rows[0]["seconds"]
     serial = {r["threads"]: r["accuracies"] for r in rows if r["backend"] == "serial"}
     diff = np.abs(np.subtract(*(serial[t] for t in sorted(serial)))) if len(serial) > 1 else [0]
     print(
         f"\n{args.model}: {args.evaluations} evaluations (finetune_steps={args.finetune_steps}) "
-        f"on {os.cpu_count()} cores; load average {load0:.1f} before, {load1:.1f} after; "
-        f"serial accuracies with 1 vs {args.threads} threads differ by up to {max(diff):.4f}"
+        f"on {os.cpu_count()} cores ({cores0:.1f} free before, {cores1:.1f} after); serial "
+        f"accuracies with 1 vs {args.threads} threads differ by up to {max(diff):.4f}"
     )
     print(
         f"{'backend':<8} {'workers':>7} {'threads':>7} {'start s':>8} {'seconds':>8} "
