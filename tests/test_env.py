@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import subprocess
+import sys
+import tempfile
 import warnings
 
 import gymnasium as gym
@@ -594,6 +598,27 @@ def test_gymnasium_make_vec(edge, mode, env_id):
         np.testing.assert_allclose(rewards, 0.1 * (infos["accuracy"] - 0.7))
     finally:
         envs.close()
+
+
+_RELOAD_SCRIPT = """
+import os, numba, haqsim
+os.environ["NUMBA_DEBUG_CACHE"] = "0"  # any NUMBA_* change makes Numba re-read its config
+haqsim.CostTable.build(haqsim.zoo.mobilenet_v1(), "bismo-edge", cache=False)
+print(numba.threading_layer())
+"""
+
+
+def test_threading_layer_stays_fork_safe_after_numba_config_reload():
+    # Numba re-reads NUMBA_* variables at the next compilation once one of them changed; the
+    # fork-safe choice made at import must survive that (CI once got GNU OpenMP this way, and
+    # the fork of AsyncVectorEnv then killed its workers).
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="haqsim-numba-")  # compile, not load
+    out = subprocess.run(
+        [sys.executable, "-c", _RELOAD_SCRIPT], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] in ("tbb", "workqueue"), out.stdout
 
 
 @pytest.mark.parametrize("vec_cls", ["dummy", pytest.param("subproc", marks=pytest.mark.slow)])

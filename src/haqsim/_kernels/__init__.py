@@ -15,6 +15,8 @@ The ``layers`` argument is :meth:`haqsim.LayerTable.kernel_array` (columns
 :data:`haqsim.workload.KERNEL_COLUMNS`).
 """
 
+import os
+
 import numba
 
 
@@ -28,8 +30,14 @@ def _prefer_fork_safe_threads() -> None:
     (which also starts far faster for the small calls the environments make). It takes effect
     only before the first parallel kernel runs, which importing any kernel module guarantees;
     setting ``NUMBA_THREADING_LAYER`` overrides it.
+
+    The choice is also written to the environment: Numba re-reads its configuration from the
+    ``NUMBA_*`` variables whenever one of them changed since import (at the next compilation),
+    which would silently put back ``default`` (and so GNU OpenMP) before the first kernel runs.
+    Child processes inherit the same choice.
     """
-    if numba.config.THREADING_LAYER == "default":
+    if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
+        os.environ["NUMBA_THREADING_LAYER"] = "forksafe"
         numba.config.THREADING_LAYER = "forksafe"
 
 
