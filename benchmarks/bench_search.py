@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,20 @@ class _Null:
         return 1.0
 
 
+def target_check(
+    results: dict[str, list[tuple[float, float, float]]], acc8: float, uniform: Any
+) -> str:
+    """The issue's target for DDPG's mean best accuracy, each part answered yes or no."""
+    ddpg = float(np.mean([r[0] for r in results["ddpg"]]))
+    parts = [f"within 1 point of 8-bit {'yes' if ddpg >= acc8 - 0.01 else 'no'}"]
+    if "random" in results:
+        rand = float(np.mean([r[0] for r in results["random"]]))
+        parts.append(f">= random {'yes' if ddpg >= rand else 'no'}")
+    if uniform is not None:
+        parts.append(f"> best uniform {'yes' if ddpg > uniform.accuracy else 'no'}")
+    return "ddpg " + ", ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=Args.model)
@@ -93,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     wl = oracles[args.seeds[0]].workload
     pin = parse_pin("first,last", 8)
+    eight = np.full(len(wl), 8)
+    acc8 = float(np.mean([oracles[s](eight, eight) for s in args.seeds]))
     print(
         f"model {name}: {len(wl)} quantizable layers, float accuracy "
-        f"{oracles[args.seeds[0]].reference_accuracy:.2%}; {args.episodes} evaluations per "
-        f"searcher per seed; seeds {args.seeds}; first and last layer pinned at 8 bits\n"
+        f"{oracles[args.seeds[0]].reference_accuracy:.2%}, uniform 8-bit {acc8:.2%} (mean over "
+        f"seeds); {args.episodes} evaluations per searcher per seed; seeds {args.seeds}; first "
+        f"and last layer pinned at 8 bits\n"
     )
     header = (
         f"{'preset':<12} {'budget':<16} {'searcher':<10} {'accuracy mean':>13} "
@@ -144,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{preset:<12} {budget:<16} {'uniform':<10} {'none fits':>13}")
         if note:
             print(f"{'':<12} note: {note}")
+        if "ddpg" in results:
+            print(f"{'':<12} target: {target_check(results, acc8, uniform)}")
         print()
     print(f"total wall time {time.perf_counter() - start:.0f} s")
     return 0
