@@ -15,6 +15,7 @@ Usage: python benchmarks/bench_search.py [--quick] [--episodes 100] [--seeds 0 1
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                 get_searcher(searcher).run(pr, args.episodes, seed)
                 dt = time.perf_counter() - t0
                 results.setdefault(searcher, []).append((pr.best.accuracy, pr.best.cost_ratio, dt))
+                print(
+                    f"  {preset} {searcher} seed {seed}: {pr.best.accuracy:.2%} at "
+                    f"{pr.best.cost_ratio:.3f}x in {dt:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if uniform is None:
                     uni = SearchProblem(
                         table, Budget.parse(budget), oracles[seed], min_bits=2, max_bits=8, pin=pin
