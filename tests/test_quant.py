@@ -13,6 +13,7 @@ from haqsearch.errors import HaqsearchError
 from haqsearch.models.digits import load_builtin
 from haqsearch.quant import (
     FULL_PRECISION,
+    ActClipCache,
     QuantConv1d,
     QuantConv2d,
     QuantLinear,
@@ -330,6 +331,34 @@ def test_clip_options_work(cnn, weight_clip, act_clip):
         calibration_batches=2,
     )
     assert _accuracy(q, cnn.val_data) > 0.9
+
+
+def _clips(model: nn.Module) -> list[float]:
+    return [float(m.a_clip) for _, m in quant_modules(model)]
+
+
+@pytest.mark.parametrize("act_clip", ["percentile", "mse"])
+def test_act_clip_cache_reuses_clips_and_changes_nothing(cnn, act_clip):
+    cache = ActClipCache()
+    batches = list(cnn.train_data)[:2]
+    policies = [([4] * 4, [4, 3, 5, 4]), ([8, 2, 2, 8], [4, 5, 3, 6]), ([6] * 4, [4, 3, 3, 6])]
+    for w, a in policies:
+        plain = quantize(cnn.model, w, a, batches, act_clip=act_clip)
+        cached = quantize(cnn.model, w, a, batches, act_clip=act_clip, act_clip_cache=cache)
+        assert _clips(cached) == _clips(plain)
+        x = batches[0][0]
+        assert torch.equal(cached(x), plain(x))
+    # one entry per (layer, a_bits) seen: 4, then (1, 5), (2, 3), (3, 6), then nothing new
+    assert len(cache) == 7
+    # a later call reuses them: the searches are skipped, the clips stay those recorded
+    cache.clips[(0, 4)] = 123.0
+    q = quantize(cnn.model, [4] * 4, [4] * 4, batches, act_clip=act_clip, act_clip_cache=cache)
+    assert _clips(q)[0] == 123.0
+    # other calibration inputs start afresh
+    other = list(cnn.train_data)[2:4]
+    q = quantize(cnn.model, [4] * 4, [4] * 4, other, act_clip=act_clip, act_clip_cache=cache)
+    assert _clips(q) == _clips(quantize(cnn.model, [4] * 4, [4] * 4, other, act_clip=act_clip))
+    assert len(cache) == 4
 
 
 def test_per_tensor_and_one_bit(cnn):

@@ -29,7 +29,7 @@ from torch import nn
 
 from haqsearch.data import as_batches, check_batch, first_batch, materialize
 from haqsearch.errors import HaqsearchError
-from haqsearch.quant import ActClip, WeightClip, check_bits, quantize
+from haqsearch.quant import ActClip, ActClipCache, WeightClip, check_bits, quantize
 from haqsearch.trace import Traced, trace
 
 __all__ = ["TorchAccuracyOracle"]
@@ -160,6 +160,9 @@ class TorchAccuracyOracle:
         self.n_layers = len(self.layer_names)
         self.reference_accuracy = self._evaluate(self.model)
         self._cache: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
+        # Input clips by (layer, a_bits): every call calibrates the same float model on the same
+        # batches (same seed), so a clip found once is reused (see quantize's act_clip_cache).
+        self._act_clips = ActClipCache()
         self.last_timing: dict[str, float] = dict.fromkeys(_PHASES, 0.0)
         self.timing: dict[str, float] = dict.fromkeys(_PHASES, 0.0)
         self.n_calls = 0
@@ -206,6 +209,7 @@ class TorchAccuracyOracle:
                 self.train_data,
                 example_input=self._example,
                 calibration_batches=self.calibration_batches,
+                act_clip_cache=self._act_clips,
                 **self.quant_options,
             )
             t1 = time.perf_counter()

@@ -42,6 +42,7 @@ from haqsearch.trace import trace
 
 __all__ = [
     "FULL_PRECISION",
+    "ActClipCache",
     "KL_MAX_BITS",
     "QuantConv1d",
     "QuantConv2d",
@@ -342,9 +343,17 @@ class QuantModule(nn.Module):
 
     @torch.no_grad()
     def finish_calibration(
-        self, weight_clip_method: WeightClip, act_clip: ActClip, act_percentile: float
-    ) -> None:
-        """Set the weight clip ratio and the input clip from what was recorded; quantize again."""
+        self,
+        weight_clip_method: WeightClip,
+        act_clip: ActClip,
+        act_percentile: float,
+        act_clip_value: float | None = None,
+    ) -> float:
+        """Set the weight clip ratio and the input clip from what was recorded; quantize again.
+
+        ``act_clip_value``, when given, is the input clip this layer got from the same recorded
+        inputs at the same bits before (the search is skipped). Returns the input clip set.
+        """
         obs = self._observer
         if obs is None or obs.lo == math.inf:
             raise HaqsearchError(
@@ -361,7 +370,9 @@ class QuantModule(nn.Module):
         signed = obs.lo < 0.0
         top = max(abs(obs.lo), obs.hi) if signed else obs.hi
         clip_value = top
-        if act_clip != "max" and top > 0 and self.a_bits < FULL_PRECISION:
+        if act_clip_value is not None:
+            clip_value = act_clip_value
+        elif act_clip != "max" and top > 0 and self.a_bits < FULL_PRECISION:
             s = obs.sample()
             s = s.abs() if signed else s.clamp_min(0.0)
             if act_clip == "percentile":
@@ -373,6 +384,7 @@ class QuantModule(nn.Module):
         self.a_signed.fill_(signed)
         self._observer = None
         self.mode = "quantize"
+        return clip_value
 
     def extra_repr(self) -> str:
         """Adds the bits to the float layer's description."""
@@ -651,6 +663,34 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor | tuple[Any, ..
 # --------------------------------------------------------------------------------------------
 
 
+class ActClipCache:
+    """Input clips of one model by ``(layer, a_bits)``, for one set of calibration inputs.
+
+    Pass the same instance to every :func:`quantize` call on the same model and options; the
+    clips are kept while the calibration inputs stay the same (by :meth:`clips_for`).
+    """
+
+    def __init__(self) -> None:
+        self.fingerprint: tuple[Any, ...] | None = None
+        self.clips: dict[tuple[int, int], float] = {}
+
+    def clips_for(self, fingerprint: tuple[Any, ...]) -> dict[tuple[int, int], float]:
+        """The clips recorded for these calibration inputs (emptied when they changed)."""
+        if fingerprint != self.fingerprint:
+            self.fingerprint = fingerprint
+            self.clips = {}
+        return self.clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def _fingerprint(x: torch.Tensor) -> tuple[Any, ...]:
+    """Shape, sum and sum of squares of a calibration batch (float64): tells batches apart."""
+    d = x.detach().double()
+    return (tuple(x.shape), float(d.sum()), float((d * d).sum()))
+
+
 def _model_device(model: nn.Module) -> torch.device:
     p = next(itertools.chain(model.parameters(), model.buffers()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -695,6 +735,7 @@ def quantize(
     act_percentile: float = 99.99,
     learn_clip: bool = False,
     calibration_batches: int | None = None,
+    act_clip_cache: ActClipCache | None = None,
 ) -> nn.Module:
     """A fake-quantized copy of ``model`` under a per-layer bit policy; ``model`` is untouched.
 
@@ -720,6 +761,13 @@ def quantize(
         act_percentile: Percentile (of ``|x|``) for ``act_clip="percentile"``.
         learn_clip: Make each input clip a trainable parameter (PACT-style) for fine-tuning.
         calibration_batches: Use at most this many batches (default: all of them).
+        act_clip_cache: An :class:`ActClipCache` kept by the caller across calls that quantize
+            the *same* model with the same options (as an accuracy oracle does): input clips
+            are reused by ``(layer, a_bits)``, which skips the ``"mse"``/``"percentile"``
+            searches, as long as the calibration inputs are the same (checked by a fingerprint;
+            other inputs start the cache afresh). Calibration runs the float model, so a
+            layer's recorded inputs, hence its clip at given bits, do not depend on the rest of
+            the policy: the result equals that without the cache.
 
     Returns:
         The quantized copy, in eval mode, on the model's device.
@@ -783,11 +831,19 @@ def quantize(
 
     for q in layers:
         q.start_calibration(act_clip)
+    fingerprint = []
     for i, x, _ in itertools.chain([first], batches):
+        if act_clip_cache is not None:
+            fingerprint.append(_fingerprint(x))
         _run(qmodel, (x.to(device),), f"calibration_data batch {i}")
+    clips = act_clip_cache.clips_for(tuple(fingerprint)) if act_clip_cache is not None else None
     for i, q in enumerate(layers):
+        key = (i, int(a[i]))
+        cached = clips.get(key) if clips is not None else None
         try:
-            q.finish_calibration(weight_clip, act_clip, act_percentile)
+            clip = q.finish_calibration(weight_clip, act_clip, act_percentile, cached)
         except HaqsearchError as exc:
             raise HaqsearchError(f"layer {i} {names[i]!r}: {exc}") from exc
+        if clips is not None:
+            clips[key] = clip
     return qmodel.eval()
