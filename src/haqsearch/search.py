@@ -67,7 +67,7 @@ __all__ = ["SearchResult", "load_model", "parse_pin", "search", "uniform_baselin
 DEFAULT_MODEL = "digits_mobilenet"
 DEFAULT_HARDWARE = "bismo-edge"
 DEFAULT_BUDGET = "latency=0.45x"
-DEFAULT_EPISODES = 120
+DEFAULT_EPISODES = 200
 
 
 @attrs.frozen(eq=False)
