@@ -6,7 +6,9 @@
 
 Pieces: :func:`trace` (model -> haqsim workload), :func:`quantize` (a fake-quantized copy),
 :class:`TorchAccuracyOracle` (quantize, fine-tune, evaluate), :class:`SearchProblem` and the
-searchers (:func:`get_searcher`), and :func:`search`, which ties them together.
+searchers (:func:`get_searcher`), and :func:`search`, which ties them together. Accuracy
+evaluations run in parallel with ``search(..., workers=N)`` (local processes) or ``ray=True`` /
+``ray_address=...`` (Ray actors); see :mod:`haqsearch.parallel`.
 """
 
 from haqsearch.accuracy import TorchAccuracyOracle
