@@ -349,13 +349,12 @@ RESULT_FIELDS = (
 def checkpoint_path(args: Args) -> Path:
     """Where finished cells are appended as JSON lines (``--resume`` reads them back)."""
     import hashlib
-    import os
+
+    from haqsim.cache import cache_dir
 
     blob = json.dumps({k: getattr(args, k) for k in RESULT_FIELDS}, sort_keys=True)
-    root = os.environ.get("HAQSIM_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "haqsim"
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return base / "reproduce_haq" / f"cells-{digest}.jsonl"
+    return cache_dir("reproduce_haq") / f"cells-{digest}.jsonl"
 
 
 class Runner:

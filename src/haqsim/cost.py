@@ -25,6 +25,7 @@ from haqsim._kernels import FLOAT_FIELDS, INT_FIELDS
 from haqsim._kernels.bitfusion import STREAM_MASKS, bitfusion_costs, permutation_tables
 from haqsim._kernels.bitserial import bitserial_costs
 from haqsim._kernels.policy import gather_totals
+from haqsim.cache import cache_dir
 from haqsim.errors import HardwareError, PolicyError
 from haqsim.hardware import BitFusionConfig, BitSerialConfig, Hardware, preset
 from haqsim.workload import LayerTable
@@ -354,12 +355,6 @@ class PolicyCosts:
         return getattr(self, key)
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("HAQSIM_CACHE_DIR")
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return (base if root else base / "haqsim") / "tables"
-
-
 @attrs.frozen(eq=False)
 class CostTable:
     """Per-layer costs of one (workload, hardware, batch) for every (w, a) in ``[lo, hi]``.
@@ -421,7 +416,7 @@ class CostTable:
                 f"CostTable max_bits must be an integer in [{lo}, {hw.max_bits}] for "
                 f"{hw.name!r}, got {hi!r}"
             )
-        path = _cache_dir() / f"{cls._key(workload, hw, b, lo, hi)}.npz" if cache else None
+        path = cache_dir("tables") / f"{cls._key(workload, hw, b, lo, hi)}.npz" if cache else None
         if path is not None and path.exists():
             try:
                 return cls.load(path, workload, hw)

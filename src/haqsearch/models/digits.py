@@ -30,6 +30,7 @@ from torch import nn
 
 from haqsearch.data import DIGITS_CLASSES, Batches, digits
 from haqsearch.errors import HaqsearchError
+from haqsim.cache import cache_dir as haqsim_cache_dir
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -240,13 +241,11 @@ class Pretrained:
 
 
 def model_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where trained models are cached: the argument, else ``$HAQSIM_CACHE_DIR/models``, else
-    ``~/.cache/haqsim/models``."""
+    """Where trained models are cached: the argument, else the ``models`` folder of
+    :func:`haqsim.cache.cache_dir` (``$HAQSIM_CACHE_DIR/models`` or ``~/.cache/haqsim/models``)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    root = os.environ.get("HAQSIM_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "haqsim"
-    return base / "models"
+    return haqsim_cache_dir("models")
 
 
 @torch.no_grad()
