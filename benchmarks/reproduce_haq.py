@@ -139,15 +139,7 @@ def resolve(args: Args) -> Args:
     if unknown:
         raise SystemExit(f"--models must be among {sorted(MODELS)}, got {unknown}")
     for pattern in args.ddpg_cells:
-        parts = pattern.split("/")
-        ok = 1 <= len(parts) <= 3 and parts[0] in MODELS
-        ok = ok and (len(parts) < 2 or parts[1] in ("latency", "energy", "size"))
-        ok = ok and (len(parts) < 3 or parts[2].isdigit())
-        if not ok:
-            raise SystemExit(
-                f"--ddpg-cells entries must be 'model[/metric[/level]]' (e.g. v1, v2/latency/4), "
-                f"got {pattern!r}"
-            )
+        cell_pattern(pattern)  # exits on a malformed entry
     if args.oracle not in ("torch", "proxy"):
         raise SystemExit(f"--oracle must be 'torch' or 'proxy', got {args.oracle!r}")
     if not args.quick:
@@ -157,27 +149,37 @@ def resolve(args: Args) -> Args:
     return dataclasses.replace(args, **changes)
 
 
+def cell_pattern(pattern: str) -> tuple[str, str | None, int | None]:
+    """``model[/metric[/level]]`` (a ``--ddpg-cells`` entry) as ``(model, metric, level)``, with
+    ``None`` for the parts left out; exits with a message on a malformed entry."""
+    parts = pattern.split("/")
+    ok = 1 <= len(parts) <= 3 and parts[0] in MODELS
+    ok = ok and (len(parts) < 2 or parts[1] in ("latency", "energy", "size"))
+    ok = ok and (len(parts) < 3 or parts[2].isdigit())
+    if not ok:
+        raise SystemExit(
+            f"--ddpg-cells entries must be 'model[/metric[/level]]' (e.g. v1, v2/latency/4), "
+            f"got {pattern!r}"
+        )
+    metric = parts[1] if len(parts) > 1 else None
+    level = int(parts[2]) if len(parts) > 2 else None
+    return parts[0], metric, level
+
+
 def ddpg_runs(args: Args, model: str, metric: str, level: int) -> bool:
     """Whether DDPG runs on a cell: some ``model[/metric[/level]]`` entry of ``ddpg_cells``
     matches it."""
-    for pattern in args.ddpg_cells:
-        parts = pattern.split("/")
-        if parts[0] != model or (len(parts) > 1 and parts[1] != metric):
-            continue
-        if len(parts) > 2 and int(parts[2]) != level:
-            continue
-        return True
-    return False
+    return any(
+        m == model and mt in (None, metric) and lv in (None, level)
+        for m, mt, lv in map(cell_pattern, args.ddpg_cells)
+    )
 
 
 def ddpg_scope_text(args: Args) -> str:
     out = []
-    for pattern in args.ddpg_cells:
-        parts = pattern.split("/")
-        text = MODELS[parts[0]].label
-        if len(parts) > 1:
-            text += f" {parts[1]}"
-        text += f" at the uniform {parts[2]}-bit budget" if len(parts) > 2 else " (all budgets)"
+    for m, metric, level in map(cell_pattern, args.ddpg_cells):
+        text = MODELS[m].label + (f" {metric}" if metric else "")
+        text += f" at the uniform {level}-bit budget" if level is not None else " (all budgets)"
         out.append(text)
     return "on " + ", ".join(out) if out else "on no cell"
 
