@@ -33,7 +33,7 @@ from haqsim.workload import LayerTable
 __all__ = ["CostReport", "CostTable", "PolicyCosts", "estimate", "warmup"]
 
 PJ_TO_J = 1e-12
-_TABLE_FORMAT = 1  # bump when the kernels' arithmetic or the file layout changes
+_TABLE_FORMAT = 2  # bump when the kernels' arithmetic or the file layout changes
 _PERMS, _PERM_OFFSETS = permutation_tables()
 MAP_FIELDS = (
     "tile_b",

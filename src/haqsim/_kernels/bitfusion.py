@@ -4,10 +4,17 @@ The search is exact: it returns the figures of the best (fewest cycles, then lea
 and loop order over all power-of-two tiles and all 120 loop orders. It is fast because it
 
 * visits tilings in ascending order of a lower bound on their cycles (compute plus the unavoidable
-  first and last transfers) and stops once that bound exceeds the best total found;
+  first and last transfers, and all transfers when each stream moves once per trip of the loops
+  that index it) and stops once that bound exceeds the best total found;
+* skips a tiling, and then each loop order, whose bound by its one or two innermost loops (which
+  decide how far each stream's block grows in the buffers) exceeds the best total found;
 * tries only the orders of the loops whose trip count exceeds one (a loop of one trip changes no
   stream), and only one of the two orders of the width and height loops when their trip counts are
   equal (they index the same streams, so swapping them changes nothing).
+
+Ties in (cycles, energy) go to the tiling that comes first in ascending (batch, spatial, input
+channel, output channel) tiles, then to the first loop order tried, so the result, mapping
+included, does not depend on how much the bounds prune.
 
 Loop codes: 0 batch, 1 output width, 2 output height, 3 input channels, 4 output channels.
 """
@@ -84,6 +91,74 @@ def _promote(
         else:
             value *= t
     return value, held
+
+
+@njit(cache=True, inline="always")
+def _indexed(trips: np.ndarray, mask: int) -> int:
+    """Product of the trips of the loops in ``mask``."""
+    out = 1
+    for loop in range(5):
+        if (mask >> loop) & 1:
+            out *= trips[loop]
+    return out
+
+
+@njit(cache=True, inline="always")
+def _stream_bound(
+    foot: int,
+    mask: int,
+    half: int,
+    indexed: int,
+    inner: np.ndarray,
+    depth: int,
+    trips: np.ndarray,
+    every: int,
+) -> tuple[int, int]:
+    """Least (DRAM bits, held block bits) of one stream over all loop orders whose ``depth``
+    innermost loops are ``inner[0]`` (innermost), ``inner[1]``, ...
+
+    ``_promote`` walks those loops first. If the block overflows the buffer half there, every
+    outer loop multiplies the stream; otherwise each outer loop that indexes it still does.
+    ``indexed`` and ``every`` are the products of the trips of the stream's loops and of all.
+    """
+    value = foot
+    held = foot
+    walked = 1
+    walked_indexed = 1
+    for j in range(depth):
+        loop = inner[j]
+        walked *= trips[loop]
+        if (mask >> loop) & 1:
+            value *= trips[loop]
+            walked_indexed *= trips[loop]
+            if value > half:
+                return value * (every // walked), held
+            held = value
+    return value * (indexed // walked_indexed), held
+
+
+@njit(cache=True, inline="always")
+def _prefix_bound(
+    inner: np.ndarray,
+    depth: int,
+    trips: np.ndarray,
+    feet: tuple[int, int, int],
+    masks: np.ndarray,
+    halves: tuple[int, int, int],
+    indexed: tuple[int, int, int],
+    IF: int,
+    compute: int,
+) -> int:
+    """A lower bound on the cycles of every loop order of one tiling that ends in ``inner``.
+
+    Cycles are ``max(compute, middle) + first + last`` transfers, which is at least both
+    ``compute + first + last`` and all transfers together (see ``_stream_bound``).
+    """
+    every = trips[0] * trips[1] * trips[2] * trips[3] * trips[4]
+    tw, hw = _stream_bound(feet[0], masks[0], halves[0], indexed[0], inner, depth, trips, every)
+    ta, ha = _stream_bound(feet[1], masks[1], halves[1], indexed[1], inner, depth, trips, every)
+    to, ho = _stream_bound(feet[2], masks[2], halves[2], indexed[2], inner, depth, trips, every)
+    return max(compute + _cdiv(hw + ha + ho, IF) + _cdiv(ho, IF), _cdiv(tw + ta + 2 * to, IF))
 
 
 @njit(cache=True)
@@ -175,7 +250,18 @@ def search_mode(
                     else:
                         per_tile = b * _cdiv(oc, M) * ow * oh * KK * _cdiv(ic, lane)
                     compute = per_tile * T * mult
-                    lbs[nvalid] = compute + _cdiv(fw + fa + fo, IF) + _cdiv(fo, IF)
+                    # Cycles are at least compute plus the first and last transfers, and at
+                    # least all transfers: each stream moves once per trip of its loops.
+                    t_b = _cdiv(B, b)
+                    t_ic = _cdiv(IC, ic)
+                    t_oc = _cdiv(OC, oc)
+                    t_sp = _cdiv(OW, ow) * _cdiv(OH, oh)
+                    # weights: IC, OC; inputs: B, OW, OH, IC; outputs (read and written): B,
+                    # OW, OH, OC (the loops of STREAM_MASKS)
+                    least = fw * t_ic * t_oc + fa * t_b * t_sp * t_ic + 2 * fo * t_b * t_sp * t_oc
+                    lbs[nvalid] = max(
+                        compute + _cdiv(fw + fa + fo, IF) + _cdiv(fo, IF), _cdiv(least, IF)
+                    )
                     codes[nvalid] = ((ib * 64 + isp) * 64 + iic) * 64 + ioc
                     nvalid += 1
     if nvalid == 0:
@@ -184,9 +270,14 @@ def search_mode(
     visit = np.argsort(lbs[:nvalid], kind="mergesort")
     best_cycles = np.iinfo(np.int64).max
     best_energy = np.inf
+    best_code = -1
     trips = np.empty(5, np.int64)
     nontrivial = np.empty(5, np.int64)
     order = np.empty(5, np.int64)
+    inner = np.empty(5, np.int64)
+    single_lb = np.empty(5, np.int64)
+    pair_lb = np.empty((5, 5), np.int64)
+    halves = (half_w, half_a, half_o)
     for v in range(nvalid):
         c = visit[v]
         if lbs[c] > best_cycles:
@@ -251,8 +342,42 @@ def search_mode(
                     pos_h = k
                 nontrivial[k] = loop
                 k += 1
+        # Bounds on the orders by their innermost loop, then by their two innermost loops
+        # (computed only where the first bound leaves a chance); they skip orders that cannot win.
+        feet = (fw, fa, fo)
+        indexed = (
+            _indexed(trips, masks[0]),
+            _indexed(trips, masks[1]),
+            _indexed(trips, masks[2]),
+        )
+        if k == 0:
+            lowest = _prefix_bound(inner, 0, trips, feet, masks, halves, indexed, IF, compute)
+        else:
+            lowest = np.iinfo(np.int64).max
+            for j1 in range(k):
+                inner[0] = nontrivial[j1]
+                single_lb[j1] = _prefix_bound(
+                    inner, 1, trips, feet, masks, halves, indexed, IF, compute
+                )
+                lowest = min(lowest, single_lb[j1])
+        if lowest > best_cycles:
+            continue  # no order of this tiling can win; the visiting order is unchanged
+        for j1 in range(k):
+            inner[0] = nontrivial[j1]
+            for j2 in range(k):
+                if j2 == j1:
+                    continue
+                if single_lb[j1] > best_cycles:
+                    pair_lb[j1, j2] = single_lb[j1]
+                else:
+                    inner[1] = nontrivial[j2]
+                    pair_lb[j1, j2] = _prefix_bound(
+                        inner, 2, trips, feet, masks, halves, indexed, IF, compute
+                    )
         symmetric = pos_w >= 0 and pos_h >= 0 and trips[1] == trips[2]
         for p in range(perm_off[k], perm_off[k + 1]):
+            if k > 1 and pair_lb[perms[p, k - 1], perms[p, k - 2]] > best_cycles:
+                continue
             if symmetric:
                 # Keep only the orders with width outside height; the mirror image is identical.
                 skip = False
@@ -290,9 +415,16 @@ def search_mode(
             )
             e_dram = float(dram_r + dram_w) * hw_pj[7]
             energy = e_compute + e_onchip + e_dram
-            if cycles < best_cycles or energy < best_energy:
+            # Fewest cycles, then least energy; an exact tie goes to the tiling listed first
+            # (ascending tiles: the reference's order), so pruning never changes the mapping.
+            if (
+                cycles < best_cycles
+                or energy < best_energy
+                or (energy == best_energy and code < best_code)
+            ):
                 best_cycles = cycles
                 best_energy = energy
+                best_code = code
                 res_int[0] = compute
                 res_int[1] = stall
                 res_int[2] = _cdiv(dram_r + dram_w, IF)

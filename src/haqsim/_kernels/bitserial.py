@@ -12,60 +12,41 @@ def _cdiv(a: int, b: int) -> int:
 
 
 @njit(cache=True)
-def _layer(
-    row: np.ndarray,
-    w: int,
-    a: int,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-) -> None:
-    dm, dn, dk, fetch_width, w_pass, a_pass, result_bits = (
-        hw_int[0],
-        hw_int[1],
-        hw_int[2],
-        hw_int[3],
-        hw_int[4],
-        hw_int[5],
-        hw_int[6],
-    )
-    kind, cin, cout, kh, kw, groups, out_h, out_w = (
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[7],
-        row[10],
-        row[11],
-    )
-    kk = kh * kw
-    n = out_h * out_w
-    if kind == 3:  # linear: one GEMM per image, n = 1
-        m, k, n, count = cout, cin, 1, 1
-    elif kind == 1:  # depthwise: block-diagonal GEMMs of Dm channels
-        m, k, count = dm, kk * dm, _cdiv(cin, dm)
-    else:  # dense or grouped: one GEMM per group
-        m, k, count = cout // groups, kk * (cin // groups), groups
-    passes = _cdiv(w, w_pass) * _cdiv(a, a_pass)
-    kt = _cdiv(k, dk)
-    execute = _cdiv(m, dm) * _cdiv(n, dn) * passes * kt
-    fetched_bits = kt * dk * (m * w + n * a)
-    fetch = _cdiv(fetched_bits, fetch_width)
-    scale = count * batch
-    out_int[0] = execute * scale
-    out_int[1] = max(0, fetch - execute) * scale
-    out_int[2] = fetch * scale
-    out_int[3] = fetched_bits * scale
-    out_int[4] = m * n * result_bits * scale
-    out_int[5] = execute * (dm + dn) * dk * scale
-    out_int[6] = fetched_bits * scale
-    active = m * n * passes * kt * scale
-    out_float[0] = hw_pj[0] * float(active)
-    out_float[1] = out_int[5] * hw_pj[1] + out_int[6] * hw_pj[2]
-    out_float[2] = float(out_int[3] + out_int[4]) * hw_pj[3]
+def _gemms(layers: np.ndarray, dm: int, dn: int, dk: int) -> np.ndarray:
+    """Per layer, the bit-independent part of its GEMMs: ``[m, n, k tiles, count, m x n tiles]``.
+
+    A linear layer is one GEMM per image (n = 1); a depthwise layer is block-diagonal GEMMs of
+    ``Dm`` channels; a dense or grouped convolution is one GEMM per group.
+    """
+    out = np.empty((layers.shape[0], 5), np.int64)
+    for i in range(layers.shape[0]):
+        row = layers[i]
+        kind, cin, cout, kk, groups = row[0], row[1], row[2], row[3] * row[4], row[7]
+        n = row[10] * row[11]
+        if kind == 3:
+            m, k, n, count = cout, cin, 1, 1
+        elif kind == 1:
+            m, k, count = dm, kk * dm, _cdiv(cin, dm)
+        else:
+            m, k, count = cout // groups, kk * (cin // groups), groups
+        out[i, 0] = m
+        out[i, 1] = n
+        out[i, 2] = _cdiv(k, dk)
+        out[i, 3] = count
+        out[i, 4] = _cdiv(m, dm) * _cdiv(n, dn)
+    return out
+
+
+@njit(cache=True)
+def _passes(bits: np.ndarray, per_pass: int) -> np.ndarray:
+    """``ceil(b / per_pass)`` for every ``b`` up to ``max(bits)``, indexed by ``b``."""
+    top = 0
+    for b in bits:
+        top = max(top, b)
+    out = np.empty(top + 1, np.int64)
+    for b in range(top + 1):
+        out[b] = _cdiv(b, per_pass)
+    return out
 
 
 @njit(cache=True, parallel=True)
@@ -82,6 +63,9 @@ def bitserial_costs(
 ) -> None:
     """Cost of task ``t`` = layer ``layer_index[t]`` at ``(w_bits[t], a_bits[t])``, into row ``t``.
 
+    The bit-independent part of each layer and the passes of each bitwidth are computed once and
+    shared by all tasks, so a task costs one division and a few products.
+
     Args:
         layers: ``int64[n_layers, 13]`` shape columns.
         layer_index, w_bits, a_bits: ``int64[n_tasks]``.
@@ -93,14 +77,30 @@ def bitserial_costs(
         out_int: ``int64[n_tasks, 7]`` output.
         out_float: ``float64[n_tasks, 3]`` output.
     """
+    dm, dn, dk, fetch_width, result_bits = hw_int[0], hw_int[1], hw_int[2], hw_int[3], hw_int[6]
+    gemms = _gemms(layers, dm, dn, dk)
+    w_passes = _passes(w_bits, hw_int[4])
+    a_passes = _passes(a_bits, hw_int[5])
     for t in prange(layer_index.shape[0]):
-        _layer(
-            layers[layer_index[t]],
-            w_bits[t],
-            a_bits[t],
-            batch,
-            hw_int,
-            hw_pj,
-            out_int[t],
-            out_float[t],
-        )
+        i = layer_index[t]
+        w = w_bits[t]
+        a = a_bits[t]
+        m, n, kt, count, tiles = gemms[i, 0], gemms[i, 1], gemms[i, 2], gemms[i, 3], gemms[i, 4]
+        passes = w_passes[w] * a_passes[a]
+        execute = tiles * passes * kt
+        fetched_bits = kt * dk * (m * w + n * a)
+        fetch = _cdiv(fetched_bits, fetch_width)
+        scale = count * batch
+        buf_r = execute * (dm + dn) * dk * scale
+        dram_r = fetched_bits * scale
+        dram_w = m * n * result_bits * scale
+        out_int[t, 0] = execute * scale
+        out_int[t, 1] = max(0, fetch - execute) * scale
+        out_int[t, 2] = fetch * scale
+        out_int[t, 3] = dram_r
+        out_int[t, 4] = dram_w
+        out_int[t, 5] = buf_r
+        out_int[t, 6] = dram_r  # every fetched bit is written to the buffers once
+        out_float[t, 0] = hw_pj[0] * float(m * n * passes * kt * scale)
+        out_float[t, 1] = buf_r * hw_pj[1] + dram_r * hw_pj[2]
+        out_float[t, 2] = float(dram_r + dram_w) * hw_pj[3]
