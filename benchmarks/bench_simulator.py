@@ -3,13 +3,16 @@
 For MobileNet-V2 and ResNet-50 on every preset, prints:
 
 * table build time (all layers x all 64 (w, a) pairs), after warm-up, on one thread and on all;
-* per-layer cost: the Numba kernel (table build time per layer and bit pair) against the
-  pure-Python reference of ``tests/reference.py`` in the same process, and the speedup ratio;
+* per-layer cost, on the same randomly drawn layers: the Numba kernels (a ``CostTable`` of just
+  those layers, all bit pairs, one thread) against the pure-Python reference of
+  ``tests/reference.py`` (random bit pairs of those layers) in the same process, and the ratio;
+* ``estimate`` time per layer (one call for the whole network, one thread);
 * policies per second priced by ``CostTable.evaluate`` on 100,000 random policies;
 * first-call time: kernels compiled from scratch (empty Numba cache) and loaded from the cache,
   each measured in a fresh interpreter.
 
-Usage: python benchmarks/bench_simulator.py [--policies 100000] [--ref-layers 4] [--seed 0]
+Usage: python benchmarks/bench_simulator.py [--policies 100000] [--ref-layers 4] [--ref-pairs 4]
+       [--seed 0]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numba
 import numpy as np
 
 import haqsim
-from haqsim import CostTable, zoo
+from haqsim import CostTable, LayerTable, zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference
@@ -37,6 +40,7 @@ import reference
 class Args:
     policies: int = 100_000
     ref_layers: int = 4
+    ref_pairs: int = 4
     seed: int = 0
     workloads: tuple[str, ...] = ("mobilenet_v2", "resnet50")
 
@@ -62,28 +66,41 @@ def first_call_seconds(cache_dir: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def reference_seconds_per_pair(wl, hw, rng, n_layers: int) -> float:
+def per_pair_seconds(wl, hw, rng, n_layers: int, n_pairs: int) -> tuple[float, float]:
+    """(kernel, reference) seconds per (layer, bit pair) on the same ``n_layers`` random layers.
+
+    The kernel prices all 64 pairs of those layers in one ``CostTable`` (repeated until 0.2 s
+    have passed, so the call overhead is shared as in any real use); the reference prices
+    ``n_pairs`` random pairs of each.
+    """
     ref = (
         reference.bitfusion_layer if isinstance(hw, haqsim.BitFusionConfig)
         else reference.bitserial_layer
     )  # fmt: skip
     batch = hw.batch if wl.batch is None else wl.batch
-    picks = rng.choice(len(wl), size=min(n_layers, len(wl)), replace=False)
-    total = 0.0
-    count = 0
+    picks = sorted(rng.choice(len(wl), size=min(n_layers, len(wl)), replace=False).tolist())
+    sample = LayerTable.from_layers([wl[i] for i in picks], batch=batch, name="sample")
+    CostTable.build(sample, hw, cache=False)
+    builds, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 0.2:
+        CostTable.build(sample, hw, cache=False)
+        builds += 1
+    kernel = (time.perf_counter() - start) / (builds * len(picks) * 64)
+    total, count = 0.0, 0
     for i in picks:
-        for w, a in ((8, 8), (4, 4), (2, 6)):
+        for w, a in rng.integers(1, 9, (n_pairs, 2)).tolist():
             start = time.perf_counter()
-            ref(wl[int(i)], w, a, hw, batch)
+            ref(wl[i], w, a, hw, batch)
             total += time.perf_counter() - start
             count += 1
-    return total / count
+    return kernel, total / count
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--policies", type=int, default=Args.policies)
     p.add_argument("--ref-layers", type=int, default=Args.ref_layers)
+    p.add_argument("--ref-pairs", type=int, default=Args.ref_pairs)
     p.add_argument("--seed", type=int, default=Args.seed)
     args = Args(**vars(p.parse_args(argv)))
     rng = np.random.default_rng(args.seed)
@@ -99,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'workload':<13} {'preset':<15} {'layers':>6} {'build 1 thr':>11} "
         f"{f'build {threads} thr':>11} {'kernel/pair':>11} {'python/pair':>11} {'speedup':>9} "
-        f"{'policies/s':>12}"
+        f"{'estimate/layer':>14} {'policies/s':>12}"
     )
     print(header)
     print("-" * len(header))
+    results: dict[tuple[str, str], tuple[float, float, float]] = {}
     for wl_name in args.workloads:
         wl = zoo.get(wl_name)
         for hw_name in haqsim.preset_names():
@@ -112,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             numba.set_num_threads(threads)
             many = timed(lambda wl=wl, hw=hw: CostTable.build(wl, hw, cache=False))
             table = CostTable.build(wl, hw, cache=False)
-            kernel_pair = one / (len(wl) * 64)
-            python_pair = reference_seconds_per_pair(wl, hw, rng, args.ref_layers)
+            numba.set_num_threads(1)
+            kernel_pair, python_pair = per_pair_seconds(
+                wl, hw, rng, args.ref_layers, args.ref_pairs
+            )
+            per_layer = timed(lambda wl=wl, hw=hw: haqsim.estimate(wl, hw, 4, 4)) / len(wl)
+            numba.set_num_threads(threads)
             w = rng.integers(1, 9, (args.policies, len(wl)))
             a = rng.integers(1, 9, (args.policies, len(wl)))
             table.evaluate(w[:10], a[:10])
@@ -121,8 +143,29 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{wl_name:<13} {hw_name:<15} {len(wl):>6} {one:>10.3f}s {many:>10.3f}s "
                 f"{kernel_pair * 1e6:>9.2f}us {python_pair * 1e3:>9.2f}ms "
-                f"{python_pair / kernel_pair:>8.0f}x {args.policies / ev:>12,.0f}"
+                f"{python_pair / kernel_pair:>8.0f}x {per_layer * 1e6:>12.2f}us "
+                f"{args.policies / ev:>12,.0f}"
             )
+            results[wl_name, hw_name] = (one, python_pair / kernel_pair, args.policies / ev)
+    print(
+        "\nkernel/pair: one thread, all 64 (w, a) pairs of the sampled layers; python/pair: the "
+        "reference\non random pairs of the same layers; policies/s: CostTable.evaluate, "
+        f"{threads} threads."
+    )
+    print("\ntargets:")
+    if ("resnet50", "bitfusion") in results:
+        build = results["resnet50", "bitfusion"][0]
+        print(f"  Bit Fusion table, ResNet-50, one thread: {build:.3f} s (< 2 s: {build < 2})")
+    for name, cond in (("bit-serial", False), ("Bit Fusion", True)):
+        ratios = [r[1] for (_, hw), r in results.items() if ("bitfusion" in hw) == cond]
+        if ratios:
+            low = min(ratios)
+            print(f"  {name} kernels vs reference per layer: at least {low:,.0f}x (>= 1000x: "
+                  f"{low >= 1000})")  # fmt: skip
+    mb = [r[2] for (wl, _), r in results.items() if wl == "mobilenet_v2"]
+    if mb:
+        low = min(mb)
+        print(f"  MobileNet-V2 policies/s: at least {low:,.0f} (>= 5 million: {low >= 5e6})")
     return 0
 
 

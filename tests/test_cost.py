@@ -7,6 +7,7 @@ import pytest
 
 import haqsim
 from haqsim import CostTable, LayerTable, conv, linear
+from haqsim._kernels.launch import force_parallel
 from haqsim.errors import HardwareError, PolicyError, UnknownNameError
 
 SMALL = LayerTable.from_layers(
@@ -42,6 +43,28 @@ def test_table_entries_equal_per_layer_estimates(hw):
         gathered = table.report(w, a)
         assert np.array_equal(gathered.ints, rep.ints)
         assert gathered.totals() == rep.totals()
+
+
+@pytest.mark.parametrize("hw", ["bismo-edge", "bitfusion"])
+def test_serial_and_parallel_kernels_agree_exactly(hw):
+    """Each kernel runs in one thread for small calls and in the pool for large ones."""
+    rng = np.random.default_rng(2)
+    w = rng.integers(1, 9, (300, len(SMALL)))
+    a = rng.integers(1, 9, (300, len(SMALL)))
+    results = []
+    for parallel in (False, True):
+        with force_parallel(parallel):
+            table = CostTable.build(SMALL, hw, cache=False)
+            totals = table.evaluate(w, a)
+            rep = haqsim.estimate(SMALL, hw, w[0], a[0])
+        results.append((table, totals, rep))
+    (t1, e1, r1), (t2, e2, r2) = results
+    for field in ("ints", "pj", "mapping"):
+        assert np.array_equal(getattr(t1, field), getattr(t2, field))
+        assert np.array_equal(getattr(r1, field), getattr(r2, field))
+    assert np.array_equal(e1.cycles, e2.cycles)
+    assert np.array_equal(e1.energy_j, e2.energy_j)
+    assert np.array_equal(e1.bitops, e2.bitops)
 
 
 def test_evaluate_many_policies_matches_one_by_one():

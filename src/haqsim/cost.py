@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numba
 import numpy as np
 
 from haqsim._kernels import FLOAT_FIELDS, INT_FIELDS
 from haqsim._kernels.bitfusion import STREAM_MASKS, bitfusion_costs, permutation_tables
 from haqsim._kernels.bitserial import bitserial_costs
+from haqsim._kernels.launch import force_parallel
 from haqsim._kernels.policy import gather_totals
 from haqsim.cache import cache_dir
 from haqsim.errors import HardwareError, PolicyError
@@ -151,11 +151,10 @@ def _run_kernel(
         )
         return out_int, out_float, out_map
     found = np.ones(n, np.int64)
-    with numba.parallel_chunksize(1):  # tasks differ widely in cost: schedule dynamically
-        bitfusion_costs(
-            *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, STREAM_MASKS),
-            *(_PERMS, _PERM_OFFSETS, out_int, out_float, out_map, found),
-        )
+    bitfusion_costs(
+        *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, STREAM_MASKS),
+        *(_PERMS, _PERM_OFFSETS, out_int, out_float, out_map, found),
+    )
     if not found.all():
         t = int(np.flatnonzero(found == 0)[0])
         i = int(layer_index[t])
@@ -588,4 +587,6 @@ def warmup() -> None:
         BitSerialConfig("w", 2, 2, 64, 1e6, 64, 4096),
         BitFusionConfig("w", 2, 4, 1e6, 4096, 4096, 4096, 64),
     ):
-        CostTable.build(tiny, hw, batch=1, max_bits=2, cache=False).uniform(2)
+        for parallel in (False, True):  # each kernel has a serial and a parallel form
+            with force_parallel(parallel):
+                CostTable.build(tiny, hw, batch=1, max_bits=2, cache=False).uniform(2)

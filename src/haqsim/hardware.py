@@ -13,6 +13,7 @@ accelerator loads from a TOML or JSON file with :func:`load` (or ``Config.from_d
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from collections.abc import Callable
@@ -255,10 +256,15 @@ def load(path: str | Path) -> Hardware:
     return _from_mapping(data, f"file {str(p)!r}")
 
 
+@functools.cache
+def _shipped_names() -> tuple[str, ...]:
+    files = resources.files("haqsim") / "presets"
+    return tuple(sorted(f.name[:-5] for f in files.iterdir() if f.name.endswith(".toml")))
+
+
 def preset_names() -> list[str]:
     """Names of the shipped presets."""
-    files = resources.files("haqsim") / "presets"
-    return sorted(f.name[:-5] for f in files.iterdir() if f.name.endswith(".toml"))
+    return list(_shipped_names())
 
 
 def preset(name: str) -> Hardware:
@@ -270,5 +276,11 @@ def preset(name: str) -> Hardware:
         if Path(name).suffix.lower() in (".toml", ".json") and Path(name).exists():
             return load(name)
         raise unknown_name("hardware preset", name, names)
+    return _shipped(name)
+
+
+@functools.cache
+def _shipped(name: str) -> Hardware:
+    """A shipped preset, parsed once (configs are frozen, so sharing one is safe)."""
     text = (resources.files("haqsim") / "presets" / f"{name}.toml").read_text()
     return _from_mapping({"name": name, **tomllib.loads(text)}, f"preset {name!r}")

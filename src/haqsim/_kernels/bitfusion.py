@@ -21,8 +21,14 @@ Loop codes: 0 batch, 1 output width, 2 output height, 3 input channels, 4 output
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+from haqsim._kernels.launch import parallel_pays
+
+# Below this many tasks (a few tens of microseconds each) one thread beats starting the pool.
+PARALLEL_MIN_TASKS = 8
 
 # Which streams each loop indexes, as bit masks over loop codes (passed to kernels as arguments).
 _MASK_W = (1 << 3) | (1 << 4)
@@ -561,7 +567,76 @@ def _layer(
     return True
 
 
+@njit(cache=True)
+def _costs_serial(
+    layers: np.ndarray,
+    layer_index: np.ndarray,
+    w_bits: np.ndarray,
+    a_bits: np.ndarray,
+    batch: int,
+    hw_int: np.ndarray,
+    hw_pj: np.ndarray,
+    masks: np.ndarray,
+    perms: np.ndarray,
+    perm_off: np.ndarray,
+    out_int: np.ndarray,
+    out_float: np.ndarray,
+    out_map: np.ndarray,
+    found: np.ndarray,
+) -> None:
+    for t in range(layer_index.shape[0]):
+        ok = _layer(
+            layers[layer_index[t]],
+            w_bits[t],
+            a_bits[t],
+            batch,
+            hw_int,
+            hw_pj,
+            masks,
+            perms,
+            perm_off,
+            out_int[t],
+            out_float[t],
+            out_map[t],
+        )
+        found[t] = 1 if ok else 0
+
+
 @njit(cache=True, parallel=True)
+def _costs_parallel(
+    layers: np.ndarray,
+    layer_index: np.ndarray,
+    w_bits: np.ndarray,
+    a_bits: np.ndarray,
+    batch: int,
+    hw_int: np.ndarray,
+    hw_pj: np.ndarray,
+    masks: np.ndarray,
+    perms: np.ndarray,
+    perm_off: np.ndarray,
+    out_int: np.ndarray,
+    out_float: np.ndarray,
+    out_map: np.ndarray,
+    found: np.ndarray,
+) -> None:
+    for t in prange(layer_index.shape[0]):
+        ok = _layer(
+            layers[layer_index[t]],
+            w_bits[t],
+            a_bits[t],
+            batch,
+            hw_int,
+            hw_pj,
+            masks,
+            perms,
+            perm_off,
+            out_int[t],
+            out_float[t],
+            out_map[t],
+        )
+        found[t] = 1 if ok else 0
+
+
 def bitfusion_costs(
     layers: np.ndarray,
     layer_index: np.ndarray,
@@ -580,21 +655,17 @@ def bitfusion_costs(
 ) -> None:
     """Cost of task ``t`` = layer ``layer_index[t]`` at ``(w_bits[t], a_bits[t])``, into row ``t``.
 
-    ``found[t]`` is set to 0 where no tiling fits the buffers (the caller raises).
+    ``found[t]`` is set to 0 where no tiling fits the buffers (the caller raises). Tasks differ
+    widely in cost, so the parallel kernel hands them out one at a time.
     """
-    for t in prange(layer_index.shape[0]):
-        ok = _layer(
-            layers[layer_index[t]],
-            w_bits[t],
-            a_bits[t],
-            batch,
-            hw_int,
-            hw_pj,
-            masks,
-            perms,
-            perm_off,
-            out_int[t],
-            out_float[t],
-            out_map[t],
+    if parallel_pays(layer_index.shape[0], PARALLEL_MIN_TASKS):
+        with numba.parallel_chunksize(1):
+            _costs_parallel(
+                *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, masks, perms),
+                *(perm_off, out_int, out_float, out_map, found),
+            )
+    else:
+        _costs_serial(
+            *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, masks, perms),
+            *(perm_off, out_int, out_float, out_map, found),
         )
-        found[t] = 1 if ok else 0
