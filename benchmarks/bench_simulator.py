@@ -3,16 +3,15 @@
 For MobileNet-V2 and ResNet-50 on every preset, prints:
 
 * table build time (all layers x all 64 (w, a) pairs), after warm-up, on one thread and on all;
-* per-layer cost, on the same randomly drawn layers: the Numba kernels (a ``CostTable`` of just
-  those layers, all bit pairs, one thread) against the pure-Python reference of
-  ``tests/reference.py`` (random bit pairs of those layers) in the same process, and the ratio;
+* per-layer cost: the Numba kernels (the table build above, one thread, per layer and bit pair)
+  against the pure-Python reference of ``tests/reference.py`` (random layers and bit pairs of the
+  same network) in the same process, and the ratio;
 * ``estimate`` time per layer (one call for the whole network, one thread);
 * policies per second priced by ``CostTable.evaluate`` on 100,000 random policies;
 * first-call time: kernels compiled from scratch (empty Numba cache) and loaded from the cache,
   each measured in a fresh interpreter.
 
-Usage: python benchmarks/bench_simulator.py [--policies 100000] [--ref-layers 4] [--ref-pairs 4]
-       [--seed 0]
+Usage: python benchmarks/bench_simulator.py [--policies 100000] [--ref-samples 24] [--seed 0]
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import numba
 import numpy as np
 
 import haqsim
-from haqsim import CostTable, LayerTable, zoo
+from haqsim import CostTable, zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference
@@ -39,8 +38,7 @@ import reference
 @dataclass
 class Args:
     policies: int = 100_000
-    ref_layers: int = 4
-    ref_pairs: int = 4
+    ref_samples: int = 24
     seed: int = 0
     workloads: tuple[str, ...] = ("mobilenet_v2", "resnet50")
 
@@ -66,41 +64,30 @@ def first_call_seconds(cache_dir: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def per_pair_seconds(wl, hw, rng, n_layers: int, n_pairs: int) -> tuple[float, float]:
-    """(kernel, reference) seconds per (layer, bit pair) on the same ``n_layers`` random layers.
-
-    The kernel prices all 64 pairs of those layers in one ``CostTable`` (repeated until 0.2 s
-    have passed, so the call overhead is shared as in any real use); the reference prices
-    ``n_pairs`` random pairs of each.
-    """
+def reference_seconds_per_pair(wl, hw, rng, samples: int) -> float:
+    """Mean time of the pure-Python reference on ``samples`` random (layer, w, a) of ``wl``."""
     ref = (
         reference.bitfusion_layer if isinstance(hw, haqsim.BitFusionConfig)
         else reference.bitserial_layer
     )  # fmt: skip
     batch = hw.batch if wl.batch is None else wl.batch
-    picks = sorted(rng.choice(len(wl), size=min(n_layers, len(wl)), replace=False).tolist())
-    sample = LayerTable.from_layers([wl[i] for i in picks], batch=batch, name="sample")
-    CostTable.build(sample, hw, cache=False)
-    builds, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 0.2:
-        CostTable.build(sample, hw, cache=False)
-        builds += 1
-    kernel = (time.perf_counter() - start) / (builds * len(picks) * 64)
-    total, count = 0.0, 0
-    for i in picks:
-        for w, a in rng.integers(1, 9, (n_pairs, 2)).tolist():
-            start = time.perf_counter()
-            ref(wl[i], w, a, hw, batch)
-            total += time.perf_counter() - start
-            count += 1
-    return kernel, total / count
+    total = 0.0
+    for i, w, a in zip(
+        rng.integers(0, len(wl), samples).tolist(),
+        rng.integers(1, 9, samples).tolist(),
+        rng.integers(1, 9, samples).tolist(),
+        strict=True,
+    ):
+        start = time.perf_counter()
+        ref(wl[i], w, a, hw, batch)
+        total += time.perf_counter() - start
+    return total / samples
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--policies", type=int, default=Args.policies)
-    p.add_argument("--ref-layers", type=int, default=Args.ref_layers)
-    p.add_argument("--ref-pairs", type=int, default=Args.ref_pairs)
+    p.add_argument("--ref-samples", type=int, default=Args.ref_samples)
     p.add_argument("--seed", type=int, default=Args.seed)
     args = Args(**vars(p.parse_args(argv)))
     rng = np.random.default_rng(args.seed)
@@ -130,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             numba.set_num_threads(threads)
             many = timed(lambda wl=wl, hw=hw: CostTable.build(wl, hw, cache=False))
             table = CostTable.build(wl, hw, cache=False)
+            kernel_pair = one / (len(wl) * 64)
+            python_pair = reference_seconds_per_pair(wl, hw, rng, args.ref_samples)
             numba.set_num_threads(1)
-            kernel_pair, python_pair = per_pair_seconds(
-                wl, hw, rng, args.ref_layers, args.ref_pairs
-            )
             per_layer = timed(lambda wl=wl, hw=hw: haqsim.estimate(wl, hw, 4, 4)) / len(wl)
             numba.set_num_threads(threads)
             w = rng.integers(1, 9, (args.policies, len(wl)))
@@ -141,16 +127,17 @@ def main(argv: list[str] | None = None) -> int:
             table.evaluate(w[:10], a[:10])
             ev = timed(lambda table=table, w=w, a=a: table.evaluate(w, a))
             print(
-                f"{wl_name:<13} {hw_name:<15} {len(wl):>6} {one:>10.3f}s {many:>10.3f}s "
+                f"{wl_name:<13} {hw_name:<15} {len(wl):>6} {one * 1e3:>9.2f}ms "
+                f"{many * 1e3:>9.2f}ms "
                 f"{kernel_pair * 1e6:>9.2f}us {python_pair * 1e3:>9.2f}ms "
                 f"{python_pair / kernel_pair:>8.0f}x {per_layer * 1e6:>12.2f}us "
                 f"{args.policies / ev:>12,.0f}"
             )
             results[wl_name, hw_name] = (one, python_pair / kernel_pair, args.policies / ev)
     print(
-        "\nkernel/pair: one thread, all 64 (w, a) pairs of the sampled layers; python/pair: the "
-        "reference\non random pairs of the same layers; policies/s: CostTable.evaluate, "
-        f"{threads} threads."
+        "\nkernel/pair: the one-thread table build per (layer, w, a); python/pair: the reference "
+        f"on {args.ref_samples}\nrandom (layer, w, a) of the same network; estimate/layer: one "
+        f"thread, W4A4; policies/s: CostTable.evaluate,\n{threads} threads."
     )
     print("\ntargets:")
     if ("resnet50", "bitfusion") in results:
