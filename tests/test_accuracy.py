@@ -205,6 +205,7 @@ def test_oracle_rejects_bad_policies(oracle, w_bits, a_bits, match):
 
 
 def test_oracle_rejects_bad_data_and_options(cnn):
+    before = {k: v.clone() for k, v in cnn.model.state_dict().items()}
     flat_val = [(x.flatten(1), y) for x, y in cnn.val_data]
     with pytest.raises(HaqsearchError, match=r"val_data batch 0: inputs must have shape \(N, 1, 8"):
         TorchAccuracyOracle(cnn.model, cnn.train_data, flat_val)
@@ -217,6 +218,52 @@ def test_oracle_rejects_bad_data_and_options(cnn):
         TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, finetune_steps=-1)
     with pytest.raises(HaqsearchError, match="device must be 'auto' or a torch device"):
         TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, device="tpu:9")
+    for k, v in cnn.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not cnn.model.training
+
+
+def _toy_data(n: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(n, 1, 4, 4, generator=g), torch.randint(0, 2, (n,), generator=g))]
+
+
+def test_oracle_rejects_model_without_quantizable_layers_and_leaves_it():
+    model = nn.Sequential(nn.BatchNorm2d(1), nn.Flatten()).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(HaqsearchError, match="must have at least one quantizable layer"):
+        TorchAccuracyOracle(model, _toy_data(), _toy_data())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert model.training
+
+
+class _Reused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.fc(torch.relu(self.fc(x.flatten(1))))))
+
+
+def test_oracle_rejects_module_run_twice_with_a_fix():
+    match = r"'fc' \(Linear\) 2 times; give each call its own module instance"
+    with pytest.raises(HaqsearchError, match=match):
+        TorchAccuracyOracle(_Reused(), _toy_data(), _toy_data(), finetune_steps=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_oracle_on_cuda_matches_cpu(cnn):
+    kwargs = {"finetune_steps": 3, "eval_batches": 4, "lr": 1e-2, "seed": 0}
+    cpu = TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, device="cpu", **kwargs)
+    gpu = TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, device="cuda", **kwargs)
+    assert gpu.device.type == "cuda"
+    assert next(gpu.model.parameters()).is_cuda
+    assert gpu.reference_accuracy == pytest.approx(cpu.reference_accuracy, abs=2 / 256)
+    for w, a in [_uniform(4, 8), _uniform(4, 4), (np.array([8, 3, 4, 6]), np.array([8, 4, 3, 5]))]:
+        assert gpu(w, a) == pytest.approx(cpu(w, a), abs=0.03)
 
 
 def test_learned_clip_and_fine_tune_help_at_two_bits(cnn):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from haqsearch.errors import HaqsearchError
@@ -26,6 +28,7 @@ from haqsearch.quant import (
     weight_clip_value,
 )
 from haqsearch.trace import trace
+from haqsim.policy import Policy
 
 BITS = [1, 2, 3, 4, 5, 6, 7, 8]
 
@@ -152,6 +155,57 @@ def test_mse_and_kl_clip_at_most_max_clip(method, per_channel, bits):
         assert err_mse <= err_max + 1e-6
         if bits <= 4:
             assert clip.min() < amax.max()  # the outlier is clipped
+
+
+def _with_outliers(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian weight with five large outliers in channel 0, and the outliers' mask."""
+    torch.manual_seed(seed)
+    w = torch.randn(16, 64, 3, 3)
+    w.view(-1)[:5] = torch.tensor([9.0, -10.0, 11.0, 12.0, -12.0])
+    outliers = torch.zeros_like(w, dtype=torch.bool)
+    outliers.view(-1)[:5] = True
+    return w, outliers
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_kl_clips_outliers_and_beats_max_on_the_bulk(per_channel):
+    w, outliers = _with_outliers()
+    amax = weight_clip_value(w, 4, "max", per_channel=per_channel)
+    kl = weight_clip_value(w, 4, "kl", per_channel=per_channel)
+    assert float(kl.flatten()[0]) < 0.4 * float(amax.flatten()[0])  # the outliers' channel
+
+    def bulk_mse(clip: torch.Tensor) -> float:
+        return float((fake_quant_signed(w, clip, 4) - w)[~outliers].pow(2).mean())
+
+    assert bulk_mse(kl) < 0.6 * bulk_mse(amax)
+
+
+def test_kl_searches_each_channel_on_its_own():
+    torch.manual_seed(0)
+    scales = torch.tensor([0.01, 0.1, 1.0, 10.0])
+    w = torch.randn(4, 64, 3, 3) * scales.view(4, 1, 1, 1)
+    clip = weight_clip_value(w, 3, "kl", per_channel=True).flatten()
+    amax = w.abs().flatten(1).amax(1)
+    assert torch.all(clip < 0.9 * amax)  # small channels are clipped too, not left at their max
+    ratio = clip / scales  # the same distribution in each channel: about the same clip in sigmas
+    assert float(ratio.max() / ratio.min()) < 1.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kl_clip_grows_with_bits(seed):
+    torch.manual_seed(seed)
+    w = torch.randn(8, 16, 3, 3)
+    w[0, 0, 0, 0] = 12.0
+    clips = [float(weight_clip_value(w, b, "kl", per_channel=False)) for b in range(2, 7)]
+    assert clips == sorted(clips), clips  # finer rounding: clipping costs relatively more
+    assert clips[2] < 4.0  # 4 bits clip the outlier
+    assert clips[-1] == pytest.approx(12.0)  # 6 bits keep it (its clipping error would dominate)
+
+
+def test_kl_falls_back_to_max_on_too_few_weights():
+    torch.manual_seed(0)
+    w = torch.randn(16, 1, 3, 3)  # 9 weights per channel: no meaningful histogram
+    assert torch.equal(weight_clip_value(w, 4, "kl"), weight_clip_value(w, 4, "max"))
 
 
 def test_unknown_weight_clip_method():
@@ -365,9 +419,33 @@ def test_per_tensor_and_one_bit(cnn):
     q = quantize(cnn.model, [1, 2, 2, 8], [8, 2, 2, 8], cnn.train_data, per_channel=False)
     for _, m in quant_modules(q):
         assert m.w_clip_ratio.shape == (1,)
-    w0 = dict(quant_modules(q))["features.0"].quant_weight().detach()
-    assert torch.allclose(w0.abs(), w0.abs().max())  # binary: +-mean|w|
-    assert 0.0 <= _accuracy(q, cnn.val_data) <= 1.0
+    layers = dict(quant_modules(q))
+    w = layers["features.0"].weight.detach()  # BN-folded
+    w0 = layers["features.0"].quant_weight().detach()
+    # one bit per tensor: two values, +-mean|w| of the whole tensor, with the weight's sign
+    assert torch.allclose(w0.abs(), w.abs().mean().expand_as(w0))
+    assert torch.equal(torch.sign(w0), torch.where(w >= 0, 1.0, -1.0))
+    w1 = layers["features.3"].quant_weight().detach()
+    assert torch.allclose(w1.abs() * (w1 != 0), w1.abs().amax() * (w1 != 0))  # 2 bits: -c, 0, c
+    # one bit per channel: +-mean|w| of each channel, a different magnitude per channel
+    qc = quantize(cnn.model, [1, 8, 8, 8], [8] * 4, cnn.train_data, per_channel=True)
+    layer = dict(quant_modules(qc))["features.0"]
+    wc = layer.quant_weight().detach().flatten(1)
+    means = layer.weight.detach().abs().flatten(1).mean(1, keepdim=True)
+    assert torch.allclose(wc.abs(), means.expand_as(wc))
+    assert float(means.max() / means.min()) > 1.5
+
+
+def test_per_tensor_is_worse_than_per_channel_at_two_bits(cnn):
+    data = list(cnn.train_data)[:4]
+    w2 = [2] * 4
+    q_ch = quantize(cnn.model, w2, [8] * 4, data, per_channel=True)
+    q_t = quantize(cnn.model, w2, [8] * 4, data, per_channel=False)
+    for (name, ch), (_, t) in zip(quant_modules(q_ch), quant_modules(q_t), strict=True):
+        err_ch = (ch.quant_weight() - ch.weight).pow(2).sum()
+        err_t = (t.quant_weight() - t.weight).pow(2).sum()
+        assert err_ch < err_t, name  # each channel gets a step fitted to its own range
+    assert _accuracy(q_t, cnn.val_data) < _accuracy(q_ch, cnn.val_data) - 0.1
 
 
 def test_learn_clip_makes_clip_trainable(cnn):
@@ -379,6 +457,22 @@ def test_learn_clip_makes_clip_trainable(cnn):
     assert all(m.a_clip.grad is not None for m in layers)
     assert any(float(m.a_clip.grad) != 0.0 for m in layers)
     assert all(m.weight.grad is not None for m in layers)
+
+
+def test_batchnorm_is_folded_by_default():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3))  # fmt: skip
+    model = _randomize_bn(model).eval()
+    x = torch.randn(16, 2, 5, 5)
+    q = quantize(model, [16, 16], [16, 16], [(x, torch.zeros(16, dtype=torch.long))])
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in q.modules())
+    assert isinstance(q[1], nn.Identity)
+    with torch.no_grad():
+        folded = fold_batchnorm(model, x[:1])(x)
+        out = q(x)
+    assert torch.allclose(out, folded, atol=2e-3 * float(folded.abs().max()))
+    assert torch.allclose(out, model(x).detach(), atol=2e-3 * float(folded.abs().max()))
 
 
 def test_quantize_without_folding_keeps_batchnorm(cnn):
@@ -399,6 +493,229 @@ def test_conv1d_model_and_plain_list_of_numpy_batches():
     x = torch.from_numpy(data[0][0])
     with torch.no_grad():
         assert torch.allclose(q(x), model(x), atol=0.05 * float(model(x).abs().max()))
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def _policy(cnn, w_bits, a_bits, order=None) -> Policy:
+    names = list(trace(cnn.model, cnn.val_data.inputs[:1]).names)
+    order = range(len(names)) if order is None else order
+    return Policy([names[i] for i in order], [w_bits[i] for i in order],
+                  [a_bits[i] for i in order])  # fmt: skip
+
+
+def test_quantize_with_policy_equals_arrays(cnn):
+    w, a = [8, 3, 4, 2], [8, 4, 3, 6]
+    data = list(cnn.train_data)[:2]
+    before = _state(cnn.model)
+    by_arrays = quantize(cnn.model, w, a, data)
+    by_policy = quantize(cnn.model, _policy(cnn, w, a, order=[2, 0, 3, 1]), data)  # by name
+    by_keywords = quantize(cnn.model, _policy(cnn, w, a), calibration_data=data)
+    _assert_same_state(cnn.model, before)
+    x = data[0][0]
+    for q in (by_policy, by_keywords):
+        assert [(n, m.w_bits, m.a_bits) for n, m in quant_modules(q)] == [
+            (n, m.w_bits, m.a_bits) for n, m in quant_modules(by_arrays)
+        ]
+        assert torch.equal(q(x), by_arrays(x))
+
+
+def test_quantize_with_policy_file_keyed_by_name(cnn, tmp_path):
+    path = tmp_path / "policy.json"
+    layers = {
+        "classifier": {"w_bits": 8, "a_bits": 6},
+        "features.7": {"w_bits": 2, "a_bits": 3},
+        "features.0": {"w_bits": 5, "a_bits": 8},
+        "features.3": {"w_bits": 4, "a_bits": 4},
+    }
+    path.write_text(json.dumps({"workload": "digits_cnn", "layers": layers}))
+    q = quantize(cnn.model, Policy.from_json(path), cnn.train_data, calibration_batches=1)
+    assert {n: {"w_bits": m.w_bits, "a_bits": m.a_bits} for n, m in quant_modules(q)} == layers
+
+
+def test_policy_with_other_layer_names_raises(cnn):
+    before = _state(cnn.model)
+    policy = Policy(["features.0", "features.3", "features.7", "fc"], [8] * 4, [8] * 4)
+    match = (r"policy layer names must match the model's 4 quantizable layers .*missing "
+             r"\['classifier'\], unknown \['fc'\]")  # fmt: skip
+    with pytest.raises(HaqsearchError, match=match):
+        quantize(cnn.model, policy, cnn.train_data)
+    short = Policy(["features.0"], [8], [8])
+    with pytest.raises(HaqsearchError, match=r"got 1 names; missing \['features.3'"):
+        quantize(cnn.model, short, cnn.train_data)
+    _assert_same_state(cnn.model, before)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (({"features.0": 8}, [8] * 4), r"policy must be a haqsim.Policy .*got dict"),
+        (("8888", [8] * 4), r"policy must be a haqsim.Policy .*got str"),
+        ((8, [8] * 4), r"policy must be a haqsim.Policy .*got int"),
+        (([8] * 4,), r"with w_bits, a_bits and calibration_data must follow"),
+        ((None,), r"policy must be a haqsim.Policy .*got NoneType"),
+    ],
+)
+def test_wrong_policy_type_raises(cnn, args, match):
+    with pytest.raises(HaqsearchError, match=match):
+        quantize(cnn.model, *args, cnn.train_data)
+
+
+def test_policy_with_a_bits_too_raises(cnn):
+    with pytest.raises(HaqsearchError, match=r"a haqsim\.Policy holds its a_bits"):
+        quantize(cnn.model, _policy(cnn, [8] * 4, [8] * 4), [8] * 4, cnn.train_data)
+
+
+# ----------------------------------------------------------------------------- signedness
+
+
+def _batches(x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x, torch.zeros(len(x), dtype=torch.long))]
+
+
+def _signed(q: nn.Module) -> dict[str, bool]:
+    return {n: bool(m.a_signed) for n, m in quant_modules(q)}
+
+
+def test_input_that_can_be_negative_is_signed_even_if_calibration_was_positive():
+    model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(-1.0)
+        model[0].bias.fill_(0.5)
+    calibration = torch.rand(32, 1, 2, 2) * 0.4  # conv output in (0.1, 0.5]: never negative
+    q = quantize(model, [32, 32], [32, 8], _batches(calibration))
+    assert _signed(q) == {"0": False, "2": True}  # non-negative data; a conv's output
+    test = 0.6 + torch.rand(8, 1, 2, 2) * 0.4  # conv output in [-0.5, -0.1): kept, not zeroed
+    with torch.no_grad():
+        assert torch.allclose(q(test), model(test), atol=0.01)
+        assert not torch.allclose(q(test), model[2](torch.zeros(8, 4)), atol=0.05)
+
+
+def test_relu_pool_flatten_linear_is_unsigned_and_signed_data_is_signed():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Flatten(), nn.Linear(8, 2))  # fmt: skip
+    x = torch.randn(16, 1, 4, 4)
+    assert _signed(quantize(model, [8, 8], [8, 8], _batches(x))) == {"0": True, "4": False}
+    nonneg = _signed(quantize(model, [8, 8], [8, 8], _batches(x.abs())))
+    assert nonneg == {"0": False, "4": False}
+
+
+class _FunctionalRelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(8, 2)
+        self.head = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.conv(x - 0.5)).flatten(1)
+        return self.head(F.leaky_relu(self.fc(h)))
+
+
+def test_functional_relu_in_forward_is_detected():
+    x = torch.rand(16, 1, 4, 4)  # non-negative data, centred inside the forward
+    q = quantize(_FunctionalRelu(), [8] * 3, [8] * 3, _batches(x))
+    assert _signed(q) == {"conv": True, "fc": False, "head": True}
+
+
+class _Untraceable(nn.Module):
+    """Data-dependent control flow, which torch.fx cannot trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if float(h.mean()) > -1e9:
+            h = torch.sigmoid(h)
+        return self.fc(h.flatten(1))
+
+
+def test_fx_untraceable_model_is_quantized():
+    model = _Untraceable()
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch.fx raises
+        torch.fx.symbolic_trace(model)
+    x = torch.randn(16, 1, 4, 4)
+    q = quantize(model, [8, 8], [8, 8], _batches(x))
+    assert _signed(q) == {"conv": True, "fc": False}
+    with torch.no_grad():
+        assert torch.allclose(q(x), model(x), atol=0.05)
+
+
+# ----------------------------------------------------------------------------- layer checks
+
+
+class _Tagged(nn.Conv2d):
+    """A subclass keeping the standard forward."""
+
+    def describe(self) -> str:
+        return f"tagged {self.out_channels}"
+
+
+class _Doubled(nn.Linear):
+    """A subclass overriding forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+def test_subclass_with_standard_forward_is_quantized():
+    torch.manual_seed(0)
+    model = nn.Sequential(_Tagged(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    x = torch.randn(8, 1, 4, 4)
+    q = quantize(model, [8, 8], [8, 8], _batches(x))
+    assert isinstance(q[0], QuantConv2d)
+    assert q[0].weight is not model[0].weight and torch.equal(q[0].weight, model[0].weight)
+    with torch.no_grad():
+        assert torch.allclose(q(x), model(x), atol=0.05)
+    bad = nn.Sequential(nn.Flatten(), _Doubled(16, 2))
+    before = _state(bad)
+    match = r"layer 0 '1' must be .*or a subclass keeping their forward.*got _Doubled, which ov"
+    with pytest.raises(HaqsearchError, match=match):
+        quantize(bad, [8], [8], _batches(x))
+    _assert_same_state(bad, before)
+
+
+class _SharedBlock(nn.Module):
+    def __init__(self, separate: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.block = nn.Conv2d(4, 4, 3, padding=1)
+        self.again = copy.deepcopy(self.block) if separate else self.block
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.again(torch.relu(self.block(torch.relu(self.stem(x)))))
+        return self.fc(h.mean((2, 3)))
+
+
+def test_module_called_twice_raises_with_a_fix():
+    x = torch.randn(8, 1, 4, 4)
+    model = _SharedBlock()
+    before = _state(model)
+    match = (
+        r"model '_SharedBlock': each quantizable module must run once per forward pass to be "
+        r"quantized .*got 'block' \(Conv2d\) 2 times; give each call its own module instance"
+    )
+    with pytest.raises(HaqsearchError, match=match):
+        quantize(model, [8] * 4, [8] * 4, _batches(x))
+    _assert_same_state(model, before)
+    fixed = quantize(_SharedBlock(separate=True), [8] * 4, [8] * 4, _batches(x))
+    assert [n for n, _ in quant_modules(fixed)] == ["stem", "block", "again", "fc"]
+
+
+def test_model_without_quantizable_layers_raises_and_is_untouched():
+    model = nn.Sequential(nn.BatchNorm2d(1), nn.Flatten()).train()
+    before = _state(model)
+    x = torch.randn(8, 1, 4, 4)
+    with pytest.raises(HaqsearchError, match=r"model 'Sequential' must have at least one quantiz"):
+        quantize(model, [], [], _batches(x))
+    _assert_same_state(model, before)  # no forward pass moved the BatchNorm statistics
+    assert model.training and model[0].training
 
 
 # ----------------------------------------------------------------------------- bad input

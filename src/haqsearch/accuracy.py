@@ -29,8 +29,15 @@ from torch import nn
 
 from haqsearch.data import as_batches, check_batch, first_batch, materialize
 from haqsearch.errors import HaqsearchError
-from haqsearch.quant import ActClip, ActClipCache, WeightClip, check_bits, quantize
-from haqsearch.trace import Traced, trace
+from haqsearch.quant import (
+    ActClip,
+    ActClipCache,
+    WeightClip,
+    check_bits,
+    quantize,
+    trace_for_quantization,
+)
+from haqsearch.trace import Traced
 
 __all__ = ["TorchAccuracyOracle"]
 
@@ -95,8 +102,9 @@ class TorchAccuracyOracle:
         n_evaluations: Calls that quantized and evaluated (cache misses).
 
     Raises:
-        HaqsearchError: If the data is empty or has the wrong shape, an option is out of range, or
-            the model cannot be traced.
+        HaqsearchError: If the data is empty or has the wrong shape, an option is out of range,
+            the model cannot be traced, or it runs a quantizable module more than once per
+            forward pass (see :func:`haqsearch.quant.trace_for_quantization`).
     """
 
     def __init__(
@@ -155,7 +163,7 @@ class TorchAccuracyOracle:
 
         self.model = copy.deepcopy(model).to(self.device).eval()
         self._example = x0[:1].to(self.device)
-        self.traced: Traced = trace(copy.deepcopy(self.model), self._example)
+        self.traced: Traced = trace_for_quantization(copy.deepcopy(self.model), self._example)
         self.layer_names: tuple[str, ...] = tuple(self.traced.names)
         self.n_layers = len(self.layer_names)
         self.reference_accuracy = self._evaluate(self.model)

@@ -4,13 +4,18 @@ The quantizers are HAQ's linear ones:
 
 - **Weights**: symmetric, ``scale = c / (2^(b-1) - 1)``, per output channel or per tensor. The
   clip ``c`` is the maximum ``|w|`` (``"max"``), the value minimising the squared quantization error
-  (``"mse"``), or, at 6 bits and below, TensorRT's KL-divergence threshold (``"kl"``). The clip is
-  stored as a fraction of the channel's maximum, so it follows the weights during fine-tuning.
+  (``"mse"``), or, at 6 bits and below, the one minimising a TensorRT-style KL divergence between
+  the weight histogram and its quantized version (``"kl"``); per channel, each channel's clip is
+  searched on its own weights. The clip is stored as a fraction of the channel's maximum, so it
+  follows the weights during fine-tuning.
   One-bit weights are binary, ``sign(w) * mean|w|`` (XNOR-Net).
 - **Activations** (the *input* of each quantizable layer: HAQ's ``a_bits``): unsigned over
-  ``[0, c]`` when the calibration data never goes negative (after a ReLU), otherwise symmetric
-  signed; ``c`` is calibrated on data (max, percentile or MSE) and optionally learned during
-  fine-tuning (PACT-style, ``learn_clip=True``).
+  ``[0, c]`` when the input cannot be negative, otherwise symmetric signed. That is decided from
+  the dataflow by :func:`haqsearch.signs.input_signs` (after a ReLU, a ReLU6, a sigmoid, ...,
+  through pooling, reshapes and the like: unsigned), not from the values calibration happened to
+  see; only the model's input itself, and what sign-preserving ops make of it, is judged by the
+  calibration data (unsigned when it never goes negative). ``c`` is calibrated on data (max,
+  percentile or MSE) and optionally learned during fine-tuning (PACT-style, ``learn_clip=True``).
 - ``b`` is 1 to 8 or 16 bits; :data:`FULL_PRECISION` (32) leaves the tensor in floating point.
 
 Rounding uses a straight-through estimator (the detach trick): the forward pass rounds, the
@@ -19,8 +24,9 @@ outside it.
 
 :func:`quantize` deep-copies the model, folds BatchNorm into the preceding convolution, replaces
 every layer :func:`haqsearch.trace.trace` finds (row ``i`` of the traced workload is policy index
-``i``) by a :class:`QuantConv2d`, :class:`QuantConv1d` or :class:`QuantLinear`, and calibrates the
-activation clips. The original model is never modified.
+``i``; a :class:`haqsim.Policy` is matched by layer name) by a :class:`QuantConv2d`,
+:class:`QuantConv1d` or :class:`QuantLinear`, and calibrates the activation clips. The original
+model is never modified.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -37,8 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from haqsearch.data import as_batches, check_batch
-from haqsearch.errors import HaqsearchError
-from haqsearch.trace import trace
+from haqsearch.errors import HaqsearchError, TraceError
+from haqsearch.signs import Sign, input_signs
+from haqsearch.trace import Traced, trace
+from haqsim.policy import Policy
 
 __all__ = [
     "FULL_PRECISION",
@@ -54,6 +63,7 @@ __all__ = [
     "fold_batchnorm",
     "quant_modules",
     "quantize",
+    "trace_for_quantization",
     "weight_clip_value",
 ]
 
@@ -71,7 +81,8 @@ _ACT_CLIPS = ("max", "percentile", "mse")
 _MIN_CLIP = 1e-8
 _SAMPLES_PER_BATCH = 1 << 14
 _MAX_SAMPLES = 1 << 15
-_GRID = 64  # candidate clips of the MSE searches
+_GRID = 64  # candidate clips of the MSE and KL searches
+_KL_BINS_PER_STEP = 8  # histogram bins per quantization step in the KL search
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,39 +159,51 @@ def _mse_ratio(x: torch.Tensor, amax: torch.Tensor, bits: int, signed: bool) -> 
     return ratios[err.argmin(0)]  # ratio 1 (max) is a candidate, so the result is <= max
 
 
-def _kl_threshold(values: np.ndarray, bits: int) -> float:
-    """TensorRT-style threshold on ``|values|`` minimising KL(reference || quantized) histograms.
+def _kl_ratio(x: torch.Tensor, amax: torch.Tensor, bits: int) -> torch.Tensor:
+    """Fraction of ``amax`` minimising ``KL(P || Q)`` per row of ``x`` (rows, values).
 
-    The histogram has about 8 values per bin (64 to 2048 bins), and thresholds below 1/16 of the
-    maximum are not considered (as in TensorRT, 128 of 2048 bins): with few values, a sparse
-    histogram otherwise rewards absurdly small thresholds.
+    For each candidate clip ``c`` on the grid of :func:`_mse_ratio`, ``P`` is the histogram of
+    ``min(|x|, c)`` (TensorRT's reference: clipped values pile into the last bin) with
+    :data:`_KL_BINS_PER_STEP` bins per quantization step ``c / (2^(b-1) - 1)``, and ``Q`` spreads
+    the unclipped mass of each rounding cell (the values rounding to one level) evenly over its
+    bins. Because the histogram resolution follows the step, every candidate is judged on both
+    its rounding and its clipping error (a fixed histogram cannot see rounding once the step
+    is down to a bin or two, and then favours small clips). Ties go to the larger clip.
+
+    A row with fewer than two values per bin (``2 * 8 * (2^(b-1) - 1)``) gets ratio 1 (the max
+    clip): its histogram is too sparse for a divergence to mean anything.
     """
-    mags = np.abs(values.astype(np.float64).ravel())
-    top = float(mags.max()) if mags.size else 0.0
-    levels = 2 ** (bits - 1)  # magnitude levels 0 .. 2^(b-1) - 1 of a signed b-bit code
-    n_bins = int(np.clip(mags.size // 8, 64, 2048))
-    if top <= 0.0 or levels >= n_bins:
-        return top
-    hist, edges = np.histogram(mags, bins=n_bins, range=(0.0, top))
-    hist = hist.astype(np.float64)
-    best_i, best_kl = n_bins, math.inf
-    start = max(levels, n_bins // 16)
-    step = max(1, (n_bins - start) // 128)
-    for i in range(start, n_bins + 1, step):
-        p = hist[:i].copy()
-        p[-1] += hist[i:].sum()
-        starts = (np.arange(levels) * i) // levels
-        chunk = np.add.reduceat(hist[:i], starts)
-        nonzero = np.add.reduceat((p > 0).astype(np.float64), starts)
-        owner = np.searchsorted(starts, np.arange(i), side="right") - 1
-        q = np.where(p > 0, chunk[owner] / np.maximum(nonzero[owner], 1.0), 0.0)
-        mask = p > 0
-        p_n = p[mask] / p.sum()
-        q_n = np.maximum(q[mask], 1e-12) / max(q.sum(), 1e-12)
-        kl = float(np.sum(p_n * np.log(p_n / q_n)))
-        if kl < best_kl:
-            best_i, best_kl = i, kl
-    return min(top, float(edges[min(best_i, n_bins)]))
+    n_rows, n_values = x.shape
+    steps = 2 ** (bits - 1) - 1
+    n_bins = steps * _KL_BINS_PER_STEP
+    if n_values < 2 * n_bins:
+        return torch.ones(n_rows, dtype=x.dtype, device=x.device)
+    mags = x.detach().abs().double()
+    top = amax.detach().double().clamp_min(_MIN_CLIP).view(-1, 1)
+    device = mags.device
+    # rounding cell of each bin: half a step for level 0 and for the last level, a step between
+    cell = (torch.arange(n_bins, device=device) + _KL_BINS_PER_STEP // 2) // _KL_BINS_PER_STEP
+    cell_bins = torch.bincount(cell).double()
+    offsets = torch.arange(n_rows, device=device).view(-1, 1) * n_bins
+    ratios = torch.linspace(1.0 / _GRID, 1.0, _GRID, dtype=torch.float64, device=device)
+    kl = torch.empty(n_rows, _GRID, dtype=torch.float64, device=device)
+    for j, ratio in enumerate(ratios):
+        clip = top * ratio
+        inside = mags <= clip
+        index = (mags / clip * n_bins).long().clamp_(max=n_bins - 1) + offsets
+        hist = torch.bincount(index[inside], minlength=n_rows * n_bins)
+        hist = hist.view(n_rows, n_bins).double()
+        mass = torch.zeros(n_rows, steps + 1, dtype=torch.float64, device=device)
+        q = (mass.index_add_(1, cell, hist) / cell_bins)[:, cell]
+        p = hist
+        p[:, -1] += (~inside).sum(1)
+        p = p / p.sum(1, keepdim=True)
+        q = q / q.sum(1, keepdim=True).clamp_min(1e-300)
+        terms = torch.where(p > 0, p * torch.log(p / q.clamp_min(1e-12)), 0.0)
+        kl[:, j] = terms.sum(1)
+    best = kl.amin(1, keepdim=True)
+    last = (kl <= best + 1e-12).double() * torch.arange(_GRID, device=device)
+    return ratios[last.argmax(1)].to(x.dtype)
 
 
 @torch.no_grad()
@@ -193,12 +216,17 @@ def weight_clip_value(
         w: Weight, output channels first.
         bits: Weight bits (2 to 16; one-bit weights use ``mean|w|`` instead of a clip).
         method: ``"max"`` (``max|w|``), ``"mse"`` (grid search of the clip minimising the squared
-            error, including ``max|w|``), or ``"kl"`` (KL-divergence threshold of the whole tensor
-            at :data:`KL_MAX_BITS` bits or fewer, capped by each channel's max; ``"max"`` above).
-        per_channel: One clip per output channel (shape broadcastable to ``w``) or one in all.
+            error, including ``max|w|``), or ``"kl"`` (grid search of the clip minimising the
+            KL divergence between the weight histogram and its quantized version, see
+            :func:`_kl_ratio`, at :data:`KL_MAX_BITS` bits or fewer; ``"max"`` above).
+        per_channel: One clip per output channel (shape broadcastable to ``w``), each searched
+            on its own channel's weights, or one for the whole tensor.
 
     Returns:
-        The clip, never above ``max|w|`` of its channel.
+        The clip, never above ``max|w|`` of its channel. More bits make rounding finer, so the
+        MSE and KL clips grow with the bits on average (fewer values are worth clipping); the
+        KL optimum is flat, though, and on a few hundred weights sampling noise can make a
+        higher width pick a clip a grid step or two smaller.
 
     Raises:
         HaqsearchError: If ``method`` is unknown.
@@ -208,14 +236,14 @@ def weight_clip_value(
     amax = _channel_max(w, per_channel)
     if method == "max" or bits >= FULL_PRECISION or bits < 2:
         return amax
-    if method == "mse":
-        rows = w.detach().flatten(1) if per_channel else w.detach().reshape(1, -1)
-        ratio = _mse_ratio(rows, amax.reshape(-1), bits, signed=True)
-        return (ratio.view_as(amax) if per_channel else ratio[0]) * amax
-    if bits > KL_MAX_BITS:
+    if method == "kl" and bits > KL_MAX_BITS:
         return amax
-    threshold = _kl_threshold(w.detach().cpu().numpy(), bits)
-    return torch.minimum(amax, torch.as_tensor(threshold, dtype=w.dtype, device=w.device))
+    rows = w.detach().flatten(1) if per_channel else w.detach().reshape(1, -1)
+    if method == "mse":
+        ratio = _mse_ratio(rows, amax.reshape(-1), bits, signed=True)
+    else:
+        ratio = _kl_ratio(rows, amax.reshape(-1), bits)
+    return (ratio.view_as(amax) if per_channel else ratio[0]) * amax
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,11 +376,15 @@ class QuantModule(nn.Module):
         act_clip: ActClip,
         act_percentile: float,
         act_clip_value: float | None = None,
+        *,
+        signed: bool,
     ) -> float:
         """Set the weight clip ratio and the input clip from what was recorded; quantize again.
 
-        ``act_clip_value``, when given, is the input clip this layer got from the same recorded
-        inputs at the same bits before (the search is skipped). Returns the input clip set.
+        ``signed`` says whether the input can be negative (see :func:`quantize`: it comes from
+        the dataflow, not from the recorded values). ``act_clip_value``, when given, is the input
+        clip this layer got from the same recorded inputs at the same bits before (the search is
+        skipped). Returns the input clip set.
         """
         obs = self._observer
         if obs is None or obs.lo == math.inf:
@@ -367,7 +399,6 @@ class QuantModule(nn.Module):
             )
             ratio = torch.where(amax > 0, clip / amax.clamp_min(_MIN_CLIP), torch.ones_like(amax))
             self.w_clip_ratio.copy_(ratio.reshape(-1))
-        signed = obs.lo < 0.0
         top = max(abs(obs.lo), obs.hi) if signed else obs.hi
         clip_value = top
         if act_clip_value is not None:
@@ -721,11 +752,113 @@ def _run(model: nn.Module, args: tuple[Any, ...], where: str) -> Any:
             ) from exc
 
 
+Bits = Sequence[int] | np.ndarray
+
+
+def _resolve_policy(
+    policy: Any, a_bits: Any, calibration_data: Any
+) -> tuple[Policy | tuple[Bits, Bits], Iterable[Any]]:
+    """Tell the two call forms of :func:`quantize` apart: the policy and the calibration data."""
+    if isinstance(policy, Policy):
+        if calibration_data is None:
+            calibration_data = a_bits
+        elif a_bits is not None:
+            raise HaqsearchError(
+                "quantize: a haqsim.Policy holds its a_bits; call quantize(model, policy, "
+                "calibration_data), got a_bits as well"
+            )
+        if calibration_data is None:
+            raise HaqsearchError("quantize: calibration_data must be given, got none")
+        return policy, calibration_data
+    if isinstance(policy, (str, bytes)) or not isinstance(
+        policy, (Sequence, np.ndarray, torch.Tensor)
+    ):
+        raise HaqsearchError(
+            "quantize: the policy must be a haqsim.Policy or a sequence of w_bits (followed by "
+            f"a_bits), got {type(policy).__name__}"
+        )
+    if a_bits is None or calibration_data is None:
+        raise HaqsearchError(
+            "quantize: with w_bits, a_bits and calibration_data must follow: call "
+            "quantize(model, w_bits, a_bits, calibration_data), or pass a haqsim.Policy"
+        )
+    return (policy, a_bits), calibration_data
+
+
+def _policy_bits(
+    policy: Policy | tuple[Bits, Bits], names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and input bits in trace order (a :class:`~haqsim.Policy` is matched by name)."""
+    if isinstance(policy, Policy):
+        index = {n: i for i, n in enumerate(policy.names)}
+        repeated = sorted(n for n, k in Counter(policy.names).items() if k > 1)
+        missing = [n for n in names if n not in index]
+        known = set(names)
+        unknown = [n for n in policy.names if n not in known]
+        if repeated or missing or unknown:
+            raise HaqsearchError(
+                f"policy layer names must match the model's {len(names)} quantizable layers "
+                f"(as haqsearch.trace names them), got {len(policy.names)} names; missing "
+                f"{missing[:5]}, unknown {unknown[:5]}, repeated {repeated[:5]}"
+            )
+        order = [index[n] for n in names]
+        w_bits: Any = policy.w_bits[order]
+        a_bits: Any = policy.a_bits[order]
+    else:
+        w_bits, a_bits = policy
+    w = check_bits(w_bits, len(names), what="w_bits", names=names)
+    a = check_bits(a_bits, len(names), what="a_bits", names=names)
+    return w, a
+
+
+def trace_for_quantization(
+    model: nn.Module, example_input: torch.Tensor | tuple[Any, ...]
+) -> Traced:
+    """:func:`haqsearch.trace.trace`, requiring each quantizable module to run once per pass.
+
+    A quantized module holds one weight and input bit width and one set of clips, so a module
+    called more than once (weight sharing, a layer applied in a loop) cannot take a bit width
+    per call.
+
+    Raises:
+        TraceError: As :func:`~haqsearch.trace.trace`, and if a module runs more than once.
+    """
+    traced = trace(model, example_input, shared="rows")
+    counts = Counter(id(m) for m in traced.modules)
+    repeated: dict[int, str] = {}
+    for module, row in zip(traced.modules, traced.names, strict=True):
+        if counts[id(module)] > 1 and id(module) not in repeated:
+            name = row.rpartition("#")[0]
+            repeated[id(module)] = f"{name!r} ({type(module).__name__}) {counts[id(module)]} times"
+    if repeated:
+        raise TraceError(
+            f"model {type(model).__name__!r}: each quantizable module must run once per forward "
+            f"pass to be quantized (it holds one bit width and one set of clips), got "
+            f"{', '.join(repeated.values())}; give each call its own module instance (e.g. a "
+            "copy.deepcopy of the layer per use)"
+        )
+    return traced
+
+
+def _quant_type(module: nn.Module) -> type[QuantModule] | None:
+    """The quantized type replacing ``module``; ``None`` if it overrides the standard forward."""
+    for qtype in _QUANT_TYPES:
+        base = qtype.float_type
+        if isinstance(module, base):
+            standard = all(
+                getattr(type(module), attr) is getattr(base, attr)
+                for attr in ("forward", "_conv_forward")
+                if hasattr(base, attr)
+            )
+            return qtype if standard else None
+    return None
+
+
 def quantize(
     model: nn.Module,
-    w_bits: Sequence[int] | np.ndarray,
-    a_bits: Sequence[int] | np.ndarray,
-    calibration_data: Iterable[Any],
+    policy: Policy | Bits,
+    a_bits: Bits | Iterable[Any] | None = None,
+    calibration_data: Iterable[Any] | None = None,
     *,
     example_input: torch.Tensor | None = None,
     fold_bn: bool = True,
@@ -739,15 +872,26 @@ def quantize(
 ) -> nn.Module:
     """A fake-quantized copy of ``model`` under a per-layer bit policy; ``model`` is untouched.
 
+    Two call forms: ``quantize(model, policy, calibration_data)`` with a :class:`haqsim.Policy`
+    (layers matched by name, as in a policy file: ``Policy.from_json(path)``), or
+    ``quantize(model, w_bits, a_bits, calibration_data)`` with bits indexed by layer.
+
     Layer ``i`` is row ``i`` of :func:`haqsearch.trace.trace` on the (BatchNorm-folded) model:
-    every ``Conv1d``, ``Conv2d`` and ``Linear`` in execution order. ``w_bits[i]`` quantizes its
-    weight, ``a_bits[i]`` its input (HAQ's convention); :data:`FULL_PRECISION` (32) leaves either
-    in floating point.
+    every ``Conv1d``, ``Conv2d`` and ``Linear`` (or a subclass keeping the standard forward) in
+    execution order, each of which must run once per forward pass. Its weight bits quantize the
+    weight, its input bits its input (HAQ's convention); :data:`FULL_PRECISION` (32) leaves
+    either in floating point. An input is quantized unsigned when the dataflow makes it
+    non-negative (see :func:`haqsearch.signs.input_signs`), or when it is the model's input (or
+    a sign-preserving function of it) and no calibration input is negative; otherwise signed.
+    A subclass of a quantizable layer is replaced by the plain quantized layer, keeping its
+    parameters (not its other attributes).
 
     Args:
         model: The float model; deep-copied, never modified.
-        w_bits: Weight bits per layer: 1 to 8, 16 or 32.
-        a_bits: Input-activation bits per layer, same range.
+        policy: A :class:`haqsim.Policy` whose layer names are those of the traced model, or
+            the weight bits per layer (``w_bits``): 1 to 8, 16 or 32.
+        a_bits: Input-activation bits per layer, same range, after ``w_bits``; with a
+            :class:`~haqsim.Policy`, the calibration data goes here (positionally).
         calibration_data: Batches of ``(inputs, labels)`` (a DataLoader, a list, ...) on which
             the input clips are calibrated; labels are not used.
         example_input: Input used to trace the model and fold BatchNorm; defaults to the first
@@ -773,9 +917,12 @@ def quantize(
         The quantized copy, in eval mode, on the model's device.
 
     Raises:
-        HaqsearchError: On a policy of the wrong length, bits out of range, an unknown option,
-            no calibration batch, a batch of the wrong shape, or a model that cannot be traced.
+        HaqsearchError: On a policy of the wrong type or length, policy layer names that are not
+            the model's, bits out of range, an unknown option, no calibration batch, a batch of
+            the wrong shape, a model that cannot be traced, a layer run more than once per
+            forward pass, or a layer subclass overriding the standard forward.
     """
+    bits, calibration_data = _resolve_policy(policy, a_bits, calibration_data)
     if weight_clip not in _WEIGHT_CLIPS:
         raise HaqsearchError(
             f"weight_clip must be one of {list(_WEIGHT_CLIPS)}, got {weight_clip!r}"
@@ -807,19 +954,20 @@ def quantize(
     qmodel = copy.deepcopy(model).eval()
     if fold_bn:
         _fold_inplace(qmodel, example_input)
-    traced = trace(qmodel, example_input)
+    traced = trace_for_quantization(qmodel, example_input)
     names = list(traced.names)
-    w = check_bits(w_bits, len(names), what="w_bits", names=names)
-    a = check_bits(a_bits, len(names), what="a_bits", names=names)
+    w, a = _policy_bits(bits, names)
+    signs = input_signs(qmodel, example_input, traced.modules)
 
     paths = {id(m): n for n, m in qmodel.named_modules()}
     layers: list[QuantModule] = []
     for i, module in enumerate(traced.modules):
-        qtype = next((t for t in _QUANT_TYPES if type(module) is t.float_type), None)
+        qtype = _quant_type(module)
         if qtype is None:
             raise HaqsearchError(
-                f"layer {i} {names[i]!r} must be a plain nn.Conv1d, nn.Conv2d or nn.Linear to be "
-                f"quantized, got {type(module).__name__}"
+                f"layer {i} {names[i]!r} must be an nn.Conv1d, nn.Conv2d or nn.Linear, or a "
+                "subclass keeping their forward, to be quantized, got "
+                f"{type(module).__name__}, which overrides it"
             )
         q = qtype.from_float(module, int(w[i]), int(a[i]), per_channel=per_channel,
                              learn_clip=learn_clip)  # fmt: skip
@@ -832,16 +980,21 @@ def quantize(
     for q in layers:
         q.start_calibration(act_clip)
     fingerprint = []
+    data_negative = False
     for i, x, _ in itertools.chain([first], batches):
         if act_clip_cache is not None:
             fingerprint.append(_fingerprint(x))
+        data_negative = data_negative or bool((x < 0).any())
         _run(qmodel, (x.to(device),), f"calibration_data batch {i}")
     clips = act_clip_cache.clips_for(tuple(fingerprint)) if act_clip_cache is not None else None
     for i, q in enumerate(layers):
         key = (i, int(a[i]))
         cached = clips.get(key) if clips is not None else None
         try:
-            clip = q.finish_calibration(weight_clip, act_clip, act_percentile, cached)
+            signed = signs[i] == Sign.SIGNED or (signs[i] == Sign.DATA and data_negative)
+            clip = q.finish_calibration(
+                weight_clip, act_clip, act_percentile, cached, signed=signed
+            )
         except HaqsearchError as exc:
             raise HaqsearchError(f"layer {i} {names[i]!r}: {exc}") from exc
         if clips is not None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import attrs
@@ -170,6 +172,18 @@ def trace(
     return Traced(workload, [c.module for c in calls], workload.names)
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode; restore every module's training flag afterwards."""
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+
+
 def _display_name(qualified_name: str, model_name: str) -> str:
     """The row name of a module: its qualified name, or the class name for the root module."""
     return qualified_name or model_name
@@ -225,14 +239,12 @@ def _run(model: nn.Module, args: tuple[Any, ...], qualified: dict[nn.Module, str
         if isinstance(output, torch.Tensor):
             calls[index].out_shape = tuple(output.shape)
 
-    flags = {m: m.training for m in model.modules()}
     handles = []
     try:
         for module in qualified:
             handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
             handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
-        model.eval()
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             try:
                 model(*args)
             except Exception as exc:
@@ -245,8 +257,6 @@ def _run(model: nn.Module, args: tuple[Any, ...], qualified: dict[nn.Module, str
     finally:
         for handle in handles:
             handle.remove()
-        for module, flag in flags.items():
-            module.training = flag
     for call in calls:
         if call.in_shape is None or call.out_shape is None:
             raise TraceError(
