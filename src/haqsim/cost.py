@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numba
 import numpy as np
 
 from haqsim._kernels import FLOAT_FIELDS, INT_FIELDS
@@ -146,15 +147,16 @@ def _run_kernel(
     layers = workload.kernel_array()
     hw_int, hw_pj = _kernel_args(hardware)
     if isinstance(hardware, BitSerialConfig):
-        bitserial_costs(
+        bitserial_costs(n)(
             layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, out_int, out_float
         )
         return out_int, out_float, out_map
     found = np.ones(n, np.int64)
-    bitfusion_costs(
-        *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, STREAM_MASKS),
-        *(_PERMS, _PERM_OFFSETS, out_int, out_float, out_map, found),
-    )
+    with numba.parallel_chunksize(1):  # tasks differ widely in cost: hand them out one by one
+        bitfusion_costs(n)(
+            *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, STREAM_MASKS),
+            *(_PERMS, _PERM_OFFSETS, out_int, out_float, out_map, found),
+        )
     if not found.all():
         t = int(np.flatnonzero(found == 0)[0])
         i = int(layer_index[t])
@@ -521,14 +523,8 @@ class CostTable:
         """
         w, a = self._check_policies(w_bits, a_bits)
         cycles, energy_pj, size_bits, bitops, bad = gather_totals(
-            self.cycles,
-            self.energy_pj,
-            self.workload.params,
-            self.workload.macs,
-            w,
-            a,
-            self.lo,
-            self.hi,
+            (self.cycles, self.energy_pj, self.workload.params, self.workload.macs),
+            *(w, a, self.lo, self.hi),
         )
         if bad.max(initial=-1) >= 0:
             p = int(np.flatnonzero(bad >= 0)[0])

@@ -21,7 +21,8 @@ Loop codes: 0 batch, 1 output width, 2 output height, 3 input channels, 4 output
 
 from __future__ import annotations
 
-import numba
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
@@ -567,105 +568,57 @@ def _layer(
     return True
 
 
-@njit(cache=True)
-def _costs_serial(
-    layers: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    masks: np.ndarray,
-    perms: np.ndarray,
-    perm_off: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-    out_map: np.ndarray,
-    found: np.ndarray,
-) -> None:
-    for t in range(layer_index.shape[0]):
-        ok = _layer(
-            layers[layer_index[t]],
-            w_bits[t],
-            a_bits[t],
-            batch,
-            hw_int,
-            hw_pj,
-            masks,
-            perms,
-            perm_off,
-            out_int[t],
-            out_float[t],
-            out_map[t],
-        )
-        found[t] = 1 if ok else 0
+def _make_costs(parallel: bool) -> Callable[..., None]:
+    """The task kernel, run over tasks in Numba's thread pool or in one thread."""
+    loop = prange if parallel else range
 
-
-@njit(cache=True, parallel=True)
-def _costs_parallel(
-    layers: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    masks: np.ndarray,
-    perms: np.ndarray,
-    perm_off: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-    out_map: np.ndarray,
-    found: np.ndarray,
-) -> None:
-    for t in prange(layer_index.shape[0]):
-        ok = _layer(
-            layers[layer_index[t]],
-            w_bits[t],
-            a_bits[t],
-            batch,
-            hw_int,
-            hw_pj,
-            masks,
-            perms,
-            perm_off,
-            out_int[t],
-            out_float[t],
-            out_map[t],
-        )
-        found[t] = 1 if ok else 0
-
-
-def bitfusion_costs(
-    layers: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    masks: np.ndarray,
-    perms: np.ndarray,
-    perm_off: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-    out_map: np.ndarray,
-    found: np.ndarray,
-) -> None:
-    """Cost of task ``t`` = layer ``layer_index[t]`` at ``(w_bits[t], a_bits[t])``, into row ``t``.
-
-    ``found[t]`` is set to 0 where no tiling fits the buffers (the caller raises). Tasks differ
-    widely in cost, so the parallel kernel hands them out one at a time.
-    """
-    if parallel_pays(layer_index.shape[0], PARALLEL_MIN_TASKS):
-        with numba.parallel_chunksize(1):
-            _costs_parallel(
-                *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, masks, perms),
-                *(perm_off, out_int, out_float, out_map, found),
+    @njit(cache=True, parallel=parallel)
+    def costs(
+        layers: np.ndarray,
+        layer_index: np.ndarray,
+        w_bits: np.ndarray,
+        a_bits: np.ndarray,
+        batch: int,
+        hw_int: np.ndarray,
+        hw_pj: np.ndarray,
+        masks: np.ndarray,
+        perms: np.ndarray,
+        perm_off: np.ndarray,
+        out_int: np.ndarray,
+        out_float: np.ndarray,
+        out_map: np.ndarray,
+        found: np.ndarray,
+    ) -> None:
+        for t in loop(layer_index.shape[0]):
+            ok = _layer(
+                layers[layer_index[t]],
+                w_bits[t],
+                a_bits[t],
+                batch,
+                hw_int,
+                hw_pj,
+                masks,
+                perms,
+                perm_off,
+                out_int[t],
+                out_float[t],
+                out_map[t],
             )
-    else:
-        _costs_serial(
-            *(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, masks, perms),
-            *(perm_off, out_int, out_float, out_map, found),
-        )
+            found[t] = 1 if ok else 0
+
+    return costs
+
+
+_COSTS = (_make_costs(False), _make_costs(True))
+
+
+def bitfusion_costs(n_tasks: int) -> Callable[..., None]:
+    """The kernel for ``n_tasks`` tasks: in the thread pool when that pays, else in one thread.
+
+    ``kernel(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, masks, perms, perm_off,
+    out_int, out_float, out_map, found)`` writes the cost of task ``t`` = layer
+    ``layer_index[t]`` at ``(w_bits[t], a_bits[t])`` into row ``t``, and sets ``found[t]`` to 0
+    where no tiling fits the buffers (the caller raises). Tasks differ widely in cost: run the
+    parallel kernel under ``numba.parallel_chunksize(1)`` so they are handed out one at a time.
+    """
+    return _COSTS[parallel_pays(n_tasks, PARALLEL_MIN_TASKS)]

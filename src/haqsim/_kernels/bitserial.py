@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
@@ -54,127 +56,71 @@ def _passes(bits: np.ndarray, per_pass: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, inline="always")
-def _task(
-    t: int,
-    gemms: np.ndarray,
-    w_passes: np.ndarray,
-    a_passes: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-) -> None:
-    dm, dn, dk, fetch_width, result_bits = hw_int[0], hw_int[1], hw_int[2], hw_int[3], hw_int[6]
-    i = layer_index[t]
-    w = w_bits[t]
-    a = a_bits[t]
-    m, n, kt, count, tiles = gemms[i, 0], gemms[i, 1], gemms[i, 2], gemms[i, 3], gemms[i, 4]
-    passes = w_passes[w] * a_passes[a]
-    execute = tiles * passes * kt
-    fetched_bits = kt * dk * (m * w + n * a)
-    fetch = _cdiv(fetched_bits, fetch_width)
-    scale = count * batch
-    buf_r = execute * (dm + dn) * dk * scale
-    dram_r = fetched_bits * scale
-    dram_w = m * n * result_bits * scale
-    out_int[t, 0] = execute * scale
-    out_int[t, 1] = max(0, fetch - execute) * scale
-    out_int[t, 2] = fetch * scale
-    out_int[t, 3] = dram_r
-    out_int[t, 4] = dram_w
-    out_int[t, 5] = buf_r
-    out_int[t, 6] = dram_r  # every fetched bit is written to the buffers once
-    out_float[t, 0] = hw_pj[0] * float(m * n * passes * kt * scale)
-    out_float[t, 1] = buf_r * hw_pj[1] + dram_r * hw_pj[2]
-    out_float[t, 2] = float(dram_r + dram_w) * hw_pj[3]
+def _make_costs(parallel: bool) -> Callable[..., None]:
+    """The task kernel, run over tasks in Numba's thread pool or in one thread."""
+    loop = prange if parallel else range
 
-
-@njit(cache=True)
-def _costs_serial(
-    layers: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-) -> None:
-    gemms = _gemms(layers, hw_int[0], hw_int[1], hw_int[2])
-    w_passes = _passes(w_bits, hw_int[4])
-    a_passes = _passes(a_bits, hw_int[5])
-    for t in range(layer_index.shape[0]):
-        _task(
-            t,
-            gemms,
-            w_passes,
-            a_passes,
-            layer_index,
-            w_bits,
-            a_bits,
-            batch,
-            hw_int,
-            hw_pj,
-            out_int,
-            out_float,
+    @njit(cache=True, parallel=parallel)
+    def costs(
+        layers: np.ndarray,
+        layer_index: np.ndarray,
+        w_bits: np.ndarray,
+        a_bits: np.ndarray,
+        batch: int,
+        hw_int: np.ndarray,
+        hw_pj: np.ndarray,
+        out_int: np.ndarray,
+        out_float: np.ndarray,
+    ) -> None:
+        dm, dn, dk, fetch_width, result_bits = (
+            hw_int[0],
+            hw_int[1],
+            hw_int[2],
+            hw_int[3],
+            hw_int[6],
         )
+        gemms = _gemms(layers, dm, dn, dk)
+        w_passes = _passes(w_bits, hw_int[4])
+        a_passes = _passes(a_bits, hw_int[5])
+        for t in loop(layer_index.shape[0]):
+            i = layer_index[t]
+            w = w_bits[t]
+            a = a_bits[t]
+            m, n, kt, count, tiles = gemms[i, 0], gemms[i, 1], gemms[i, 2], gemms[i, 3], gemms[i, 4]
+            passes = w_passes[w] * a_passes[a]
+            execute = tiles * passes * kt
+            fetched_bits = kt * dk * (m * w + n * a)
+            fetch = _cdiv(fetched_bits, fetch_width)
+            scale = count * batch
+            buf_r = execute * (dm + dn) * dk * scale
+            dram_r = fetched_bits * scale
+            dram_w = m * n * result_bits * scale
+            out_int[t, 0] = execute * scale
+            out_int[t, 1] = max(0, fetch - execute) * scale
+            out_int[t, 2] = fetch * scale
+            out_int[t, 3] = dram_r
+            out_int[t, 4] = dram_w
+            out_int[t, 5] = buf_r
+            out_int[t, 6] = dram_r  # every fetched bit is written to the buffers once
+            out_float[t, 0] = hw_pj[0] * float(m * n * passes * kt * scale)
+            out_float[t, 1] = buf_r * hw_pj[1] + dram_r * hw_pj[2]
+            out_float[t, 2] = float(dram_r + dram_w) * hw_pj[3]
+
+    return costs
 
 
-@njit(cache=True, parallel=True)
-def _costs_parallel(
-    layers: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-) -> None:
-    gemms = _gemms(layers, hw_int[0], hw_int[1], hw_int[2])
-    w_passes = _passes(w_bits, hw_int[4])
-    a_passes = _passes(a_bits, hw_int[5])
-    for t in prange(layer_index.shape[0]):
-        _task(
-            t,
-            gemms,
-            w_passes,
-            a_passes,
-            layer_index,
-            w_bits,
-            a_bits,
-            batch,
-            hw_int,
-            hw_pj,
-            out_int,
-            out_float,
-        )
+_COSTS = (_make_costs(False), _make_costs(True))
 
 
-def bitserial_costs(
-    layers: np.ndarray,
-    layer_index: np.ndarray,
-    w_bits: np.ndarray,
-    a_bits: np.ndarray,
-    batch: int,
-    hw_int: np.ndarray,
-    hw_pj: np.ndarray,
-    out_int: np.ndarray,
-    out_float: np.ndarray,
-) -> None:
-    """Cost of task ``t`` = layer ``layer_index[t]`` at ``(w_bits[t], a_bits[t])``, into row ``t``.
+def bitserial_costs(n_tasks: int) -> Callable[..., None]:
+    """The kernel for ``n_tasks`` tasks: in the thread pool when that pays, else in one thread.
 
-    The bit-independent part of each layer and the passes of each bitwidth are computed once and
-    shared by all tasks, so a task costs one division and a few products.
+    ``kernel(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, out_int, out_float)``
+    writes the cost of task ``t`` = layer ``layer_index[t]`` at ``(w_bits[t], a_bits[t])`` into
+    row ``t``. The bit-independent part of each layer and the passes of each bitwidth are
+    computed once and shared by all tasks, so a task costs one division and a few products.
 
-    Args:
+    Args of the kernel:
         layers: ``int64[n_layers, 13]`` shape columns.
         layer_index, w_bits, a_bits: ``int64[n_tasks]``.
         batch: Images per inference.
@@ -185,6 +131,4 @@ def bitserial_costs(
         out_int: ``int64[n_tasks, 7]`` output.
         out_float: ``float64[n_tasks, 3]`` output.
     """
-    parallel = parallel_pays(layer_index.shape[0], PARALLEL_MIN_TASKS)
-    kernel = _costs_parallel if parallel else _costs_serial
-    kernel(layers, layer_index, w_bits, a_bits, batch, hw_int, hw_pj, out_int, out_float)
+    return _COSTS[parallel_pays(n_tasks, PARALLEL_MIN_TASKS)]
