@@ -768,8 +768,10 @@ def test_gymnasium_make_vec(edge, mode, env_id):
 
 _RELOAD_SCRIPT = """
 import os, numba, haqsim
+from haqsim._kernels.launch import force_parallel
 os.environ["NUMBA_DEBUG_CACHE"] = "0"  # any NUMBA_* change makes Numba re-read its config
-haqsim.CostTable.build(haqsim.zoo.mobilenet_v1(), "bismo-edge", cache=False)
+with force_parallel(True):  # small calls run in one thread and start no thread pool
+    haqsim.CostTable.build(haqsim.zoo.mobilenet_v1(), "bismo-edge", cache=False)
 print(numba.threading_layer())
 """
 
