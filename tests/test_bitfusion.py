@@ -25,6 +25,7 @@ def kernel_row(layer: haqsim.Layer, w: int, a: int, hw=BF, batch: int = 16) -> d
         "e_onchip": float(rep.pj[0, 1]),
         "e_dram": float(rep.pj[0, 2]),
         "tiles": tuple(int(v) for v in rep.mapping[0, :5]),
+        "flow": int(rep.mapping[0, 6]),
     }
 
 
@@ -49,6 +50,10 @@ def test_alexnet_conv2_winning_tiling():
     )
     b, ow, oh, ic, oc = rep.mapping[0, :5]
     assert (b, ow, oh, ic, oc) == (2, 2, 2, 64, 32)
+    mapping = rep.mapping_of(0)
+    assert mapping["loop_order"] == ["IC", "OC", "B", "OW", "OH"]  # outermost first
+    assert mapping["im2col"] is False
+    assert rep.layers()[0]["mapping"] == mapping
 
 
 @pytest.mark.parametrize(("bits", "compute"), [(8, 14_450_688), (4, 3_612_672), (2, 903_168)])
@@ -84,7 +89,7 @@ def test_kernel_matches_reference_handcrafted(layer, w, a):
 def _ref_figures(layer, w, a, hw, batch):
     r = bitfusion_layer(layer, w, a, hw, batch)
     # Ties in (cycles, energy) go to the first tiling in ascending tiles in both.
-    return {k: r[k] for k in (*FIGURES, "e_compute", "e_onchip", "e_dram", "tiles")}
+    return {k: r[k] for k in (*FIGURES, "e_compute", "e_onchip", "e_dram", "tiles", "flow")}
 
 
 @st.composite

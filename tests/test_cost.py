@@ -123,10 +123,16 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     second = CostTable.build(SMALL, "bitfusion")
     assert np.array_equal(first.ints, second.ints)
     assert np.array_equal(first.pj, second.pj)
-    # A different batch or hardware gets its own entry.
+    # A different batch, hardware or workload (even one differing in one shape only, under the
+    # same name) gets its own entry.
     CostTable.build(SMALL, "bitfusion", batch=2)
     CostTable.build(SMALL, "bitfusion-wide")
-    assert len(list((tmp_path / "tables").glob("*.npz"))) == 3
+    wider = LayerTable.from_layers(
+        [*(SMALL[i] for i in range(len(SMALL) - 1)), linear("fc", 32 * 8 * 8, 20)], name="small"
+    )
+    other = CostTable.build(wider, "bitfusion")
+    assert len(list((tmp_path / "tables").glob("*.npz"))) == 4
+    assert not np.array_equal(other.ints[-1], first.ints[-1])
 
 
 def test_corrupt_cache_is_recomputed(tmp_path, monkeypatch):

@@ -35,6 +35,47 @@ def test_presets_load_with_documented_values():
                                           "bitfusion-wide", "stripes", "loom"}  # fmt: skip
 
 
+BRAM36_BYTES = 4608
+_BISMO = {"kind": "bitserial", "dk": 256, "w_bits_per_pass": 1, "a_bits_per_pass": 1,
+          "min_bits": 1, "max_bits": 8, "dpu_pj_per_cycle": 1.0,
+          "buffer_read_pj_per_bit": 0.0594744, "buffer_write_pj_per_bit": 0.1137041,
+          "dram_pj_per_bit": 15.0, "result_bits": 32}  # fmt: skip
+_VU9P = {**_BISMO, "dm": 16, "dn": 16, "clock_hz": 215e6, "fetch_bits_per_cycle": 256,
+         "buffer_bytes": 2160 * BRAM36_BYTES, "batch": 16}  # fmt: skip
+_BITFUSION = {"kind": "bitfusion", "n_rows": 16, "m_cols": 32, "clock_hz": 500e6,
+              "wbuf_bytes": 64 * 1024, "ibuf_bytes": 32 * 1024, "obuf_bytes": 16 * 1024,
+              "dram_bits_per_cycle": 192, "batch": 16, "min_bits": 1, "max_bits": 16,
+              "core_pj_per_fu_cycle": 0.45918, "wbuf_read_pj_per_bit": 0.0213657,
+              "wbuf_write_pj_per_bit": 0.0289162, "ibuf_read_pj_per_bit": 0.0594744,
+              "ibuf_write_pj_per_bit": 0.1137041, "obuf_read_pj_per_bit": 0.0331553,
+              "obuf_write_pj_per_bit": 0.0730841, "dram_pj_per_bit": 15.0}  # fmt: skip
+#: Every field of every shipped preset, from COST_MODELS.md (BRAM36 blocks of 4,608 bytes); the
+#: Stripes and Loom variants keep the cloud array and scale the DPU energy with the bits a pass
+#: handles (8 x 1 and 2 x 2 bit products per lane).
+GOLDEN_PRESETS = {
+    "bismo-edge": {
+        **_BISMO,
+        "dm": 8,
+        "dn": 8,
+        "clock_hz": 120e6,
+        "fetch_bits_per_cycle": 64,
+        "buffer_bytes": 140 * BRAM36_BYTES,
+        "batch": 1,
+    },
+    "bismo-cloud": _VU9P,
+    "stripes": {**_VU9P, "w_bits_per_pass": 8, "dpu_pj_per_cycle": 8.0},
+    "loom": {**_VU9P, "w_bits_per_pass": 2, "a_bits_per_pass": 2, "dpu_pj_per_cycle": 4.0},
+    "bitfusion": _BITFUSION,
+    "bitfusion-wide": {**_BITFUSION, "dram_bits_per_cycle": 4096},
+}
+
+
+def test_every_preset_field_is_the_documented_value():
+    assert sorted(GOLDEN_PRESETS) == haqsim.preset_names()
+    for name, golden in GOLDEN_PRESETS.items():
+        assert haqsim.preset(name).to_dict() == {"name": name, **golden}, name
+
+
 @pytest.mark.parametrize("name", haqsim.preset_names())
 def test_toml_and_json_round_trip(tmp_path, name):
     hw = haqsim.preset(name)

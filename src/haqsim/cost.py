@@ -46,6 +46,8 @@ MAP_FIELDS = (
     "dataflow",
     "im2col",
 )
+_LOOP_NAMES = ("B", "OW", "OH", "IC", "OC")  # loop codes 0..4 of the Bit Fusion kernel
+_DATAFLOWS = ("input-stationary", "output-stationary", "weight-stationary")
 
 
 def _resolve_hardware(hardware: Hardware | str) -> Hardware:
@@ -268,6 +270,21 @@ class CostReport:
             "memory_bound_layers": int(self.memory_bound.sum()),
         }
 
+    def mapping_of(self, layer: int) -> dict[str, Any]:
+        """Bit Fusion's chosen mapping of one layer, readable: tiles, loop order (outermost
+        first), dataflow (input-, output- or weight-stationary) and whether it runs im2col."""
+        row = self.mapping[layer]
+        code, order = int(row[5]), []
+        for _ in _LOOP_NAMES:
+            order.append(_LOOP_NAMES[code % 5])
+            code //= 5
+        return {
+            **{f: int(v) for f, v in zip(MAP_FIELDS[:5], row[:5], strict=True)},
+            "loop_order": order[::-1],
+            "dataflow": _DATAFLOWS[int(row[6])],
+            "im2col": bool(row[7]),
+        }
+
     def layers(self) -> list[dict[str, Any]]:
         """Per-layer figures as a list of dicts (JSON-ready)."""
         rows = []
@@ -286,7 +303,7 @@ class CostReport:
             row["size_bytes"] = int(self.size_bits[i]) / 8
             row["bitops"] = int(self.bitops[i])
             if isinstance(self.hardware, BitFusionConfig):
-                row["mapping"] = {f: int(self.mapping[i, j]) for j, f in enumerate(MAP_FIELDS)}
+                row["mapping"] = self.mapping_of(i)
             rows.append(row)
         return rows
 
