@@ -20,6 +20,11 @@ import numpy as np
 
 from haqsim import zoo
 from haqsim.cost import CostTable
+from haqsim.errors import HaqsimError
+from haqsim.hardware import Hardware, preset
+
+#: HAQ's table: 53 MobileNet-V2 layers x 8 weight bitwidths x 8 activation bitwidths.
+SHAPE = (53, 8, 8)
 
 
 @dataclass
@@ -47,18 +52,47 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rank(x), rank(y))[0, 1])
 
 
+def load_reference(path: str) -> np.ndarray:
+    """HAQ's table as ``int64`` cycles.
+
+    Raises:
+        HaqsimError: ``path`` is unreadable, not a ``.npy`` array, or not a
+            :data:`SHAPE`-shaped table of positive, finite cycle counts.
+    """
+    try:
+        ref = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise HaqsimError(f"table {path!r} must be a readable file: {exc}") from None
+    except (ValueError, EOFError):
+        raise HaqsimError(
+            f"table {path!r} must be a numeric array in .npy format (numpy.save), got a file "
+            "numpy cannot load as one"
+        ) from None
+    if not isinstance(ref, np.ndarray):  # an .npz archive
+        raise HaqsimError(f"table {path!r} must be a single .npy array, got {type(ref).__name__}")
+    if ref.shape != SHAPE:
+        raise HaqsimError(f"table {path!r} must have shape {SHAPE}, got {ref.shape}")
+    if ref.dtype.kind not in "iuf":
+        raise HaqsimError(f"table {path!r} must hold numbers of cycles, got dtype {ref.dtype}")
+    if not np.all(np.isfinite(ref) & (ref > 0)):
+        raise HaqsimError(f"table {path!r} must hold positive cycle counts, got min {ref.min()}")
+    return ref.astype(np.int64)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table", help="path to HAQ's .npy latency table")
     p.add_argument("--hardware", default=Args.hardware)
     args = Args(**vars(p.parse_args(argv)))
 
-    ref = np.load(args.table).astype(np.int64)
-    if ref.shape != (53, 8, 8):
-        print(f"expected a (53, 8, 8) table, got {ref.shape}", file=sys.stderr)
+    try:
+        ref = load_reference(args.table)
+        hardware: Hardware = preset(args.hardware)
+    except HaqsimError as exc:
+        print(f"validate_haq_table: error: {exc}", file=sys.stderr)
         return 2
     wl = zoo.mobilenet_v2(num_classes=100)
-    ours = CostTable.build(wl, args.hardware, batch=16, cache=False).cycles
+    ours = CostTable.build(wl, hardware, batch=16, cache=False).cycles
     x, y = ours.ravel().astype(float), ref.ravel().astype(float)
     rho = spearman(x, y)
     pearson = float(np.corrcoef(x, y)[0, 1])

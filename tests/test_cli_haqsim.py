@@ -103,3 +103,93 @@ def test_bad_input_is_a_clear_error(args, message):
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _bad_workload_files(tmp_path) -> dict[str, str]:
+    """Broken workload files, each mapped to the message the CLI must print for it."""
+    rows = haqsim.zoo.resnet18().to_dict()
+    first = rows["layers"][0]
+    cases = {
+        "kind.json": ({**rows, "layers": [{**first, "kind": 7}]},
+                      "layer 0 ('conv1') 'kind' must be one of 'conv' (0)"),
+        "cin.json": ({**rows, "layers": [{**first, "cin": "abc"}]},
+                     "layer 0 ('conv1') 'cin' must be an integer, got 'abc'"),
+        "ints.json": ({**rows, "layers": [1, 2]}, "layer 0 must be an object mapping field"),
+        "half.json": ({**rows, "layers": [{**first, "cout": 3.5}]}, "'cout' must be an integer"),
+        "top.json": ([1], "workload must be an object with a 'layers' list, got list"),
+    }  # fmt: skip
+    messages = {}
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_text(json.dumps(data))
+        messages[name] = message
+    (tmp_path / "syntax.json").write_text("{nope")
+    messages["syntax.json"] = "must be readable JSON"
+    lines = haqsim.zoo.resnet18().to_csv().splitlines()
+    k = lines[0].split(",").index("reads_image")
+    (tmp_path / "noreads.csv").write_text(
+        "\n".join(",".join(c for j, c in enumerate(ln.split(",")) if j != k) for ln in lines)
+    )
+    messages["noreads.csv"] = "missing ['reads_image']"
+    messages["nothere.json"] = "workload file 'nothere.json' does not exist; valid workloads are"
+    messages["sub/nothere"] = "workload file 'sub/nothere' must end in .json or .csv"
+    return messages
+
+
+def test_bad_workload_files_are_clear_errors(tmp_path):
+    for name, message in _bad_workload_files(tmp_path).items():
+        path = name if name.startswith(("nothere", "sub/")) else str(tmp_path / name)
+        out = run("estimate", "--workload", path, "--hardware", "bismo-edge", "--bits", "8")
+        assert out.returncode == 2, (name, out.stdout)
+        assert message in out.stderr, (name, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_missing_hardware_file_is_not_an_unknown_preset():
+    out = run("estimate", "--workload", "resnet18", "--hardware", "accel.toml")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "hardware file 'accel.toml' does not exist; valid hardware presets are: " in out.stderr
+    assert "bismo-edge" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/nonexistent_dir/t.npy", "--out directory '/nonexistent_dir' does not exist"),
+        ("t.txt", "--out must end in .npy or .csv, got 't.txt'"),
+    ],
+)
+def test_table_bad_out_is_a_clear_error(out, message):
+    res = run("table", "--workload", "bitfusion_lstm", "--hardware", "bismo-edge", "--out", out)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_table_write_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from haqsim import cli
+
+    def fail(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli.np, "save", fail)
+    path = tmp_path / "t.npy"
+    argv = ["table", "--workload", "bitfusion_lstm", "--hardware", "bismo-edge", "--out", str(path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--out file '{path}' must be writable: [Errno 13] Permission denied" in err
+
+
+def test_validate_haq_table_bad_path_is_a_clear_error(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "validate_haq_table.py")
+    small = tmp_path / "small.npy"
+    np.save(small, np.ones((2, 3)))
+    text = tmp_path / "text.npy"
+    text.write_text("not numpy")
+    for path, message in [
+        (tmp_path / "missing.npy", "must be a readable file"),
+        (small, "must have shape (53, 8, 8), got (2, 3)"),
+        (text, "must be a numeric array in .npy format"),
+    ]:
+        out = subprocess.run([sys.executable, script, str(path)], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr

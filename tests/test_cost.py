@@ -174,8 +174,14 @@ def test_policy_length_mismatch():
 
 
 def test_non_integer_bits():
-    with pytest.raises(PolicyError, match="must hold integers"):
+    with pytest.raises(PolicyError, match=r"must be an integer, got 4\.5"):
         haqsim.estimate(SMALL, "bismo-edge", 4.5, 8)
+    # Only the first offending layer is named, not the whole policy.
+    with pytest.raises(PolicyError, match=r"^layer 2 'a_bits' must be an integer, got 3.5$"):
+        haqsim.estimate(SMALL, "bismo-edge", 4, [8, 8, 3.5, 2.5, 8])
+    for bad in (["4", 8, 8, 8, 8], [float("nan"), 8, 8, 8, 8], [1 + 2j, 8, 8, 8, 8]):
+        with pytest.raises(PolicyError, match=r"^layer 0 'w_bits' must be an integer"):
+            haqsim.estimate(SMALL, "bismo-edge", bad, 8)
 
 
 def test_unknown_preset_lists_valid_names():

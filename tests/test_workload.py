@@ -7,6 +7,7 @@ import pytest
 
 from haqsim import LayerKind, LayerTable, conv, linear
 from haqsim.errors import WorkloadError
+from haqsim.workload import Layer
 
 
 def small() -> LayerTable:
@@ -127,3 +128,116 @@ def test_empty_and_bad_files(tmp_path):
         LayerTable.from_dict({"rows": []})
     with pytest.raises(WorkloadError, match=r"'kind' must be one of"):
         LayerTable.from_dict({"layers": [{**small().to_dict()["layers"][0], "kind": "lstm"}]})
+
+
+def _row(**change: object) -> dict:
+    """The first row of ``small()`` as a workload dict row, with ``change`` applied."""
+    row = {**small().to_dict()["layers"][0], **change}
+    return {k: v for k, v in row.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1, 2], r"workload must be an object with a 'layers' list, got list"),
+        ({"layers": [], "colour": 1}, r"unknown keys \['colour'\]; known keys are \['name'"),
+        ({"layers": {"a": 1}}, r"'layers' must be a list of layer objects, got dict"),
+        ({"layers": [_row()], "name": 3}, r"workload 'name' must be a string, got 3"),
+        ({"layers": [1, 2]}, r"layer 0 must be an object mapping field names to values, got 1"),
+        ({"layers": [_row(kind=7)]},
+         r"layer 0 \('stem'\) 'kind' must be one of 'conv' \(0\), .* 'linear' \(3\), got 7"),
+        ({"layers": [_row(kind=True)]}, r"layer 0 \('stem'\) 'kind' must be one of .*got True"),
+        ({"layers": [_row(cin="abc")]}, r"layer 0 \('stem'\) 'cin' must be an integer, got 'abc'"),
+        ({"layers": [_row(cin=3.5)]}, r"layer 0 \('stem'\) 'cin' must be an integer, got 3.5"),
+        ({"layers": [_row(pad=True)]}, r"layer 0 \('stem'\) 'pad' must be an integer, got True"),
+        ({"layers": [_row(cin=2**70)]}, r"'cin' must be an integer in \[-9223372036854775808"),
+        ({"layers": [_row(reads_image="false")]},
+         r"'reads_image' must be true or false \(or 1 or 0\), got 'false'"),
+        ({"layers": [_row(stride=None)]},
+         r"layer 0 \('stem'\) must have fields .* missing \['stride'\]"),
+        ({"layers": [_row(colour="red")]},
+         r"layer 0 \('stem'\) has unknown fields \['colour'\]; known fields are \['name', 'kind'"),
+    ],
+)  # fmt: skip
+def test_from_dict_bad_input_names_layer_field_and_value(data, message):
+    with pytest.raises(WorkloadError, match=message):
+        LayerTable.from_dict(data)
+
+
+def test_from_dict_accepts_whole_floats_kind_codes_and_derived_fields():
+    t = small()
+    rows = t.to_dict()["layers"]
+    rows[0] = {**rows[0], "cin": 3.0, "kind": 0, "reads_image": 1, "macs": 1, "params": 2}
+    assert LayerTable.from_dict({"name": "small", "layers": rows}) == t
+
+
+def test_direct_columns_are_checked():
+    t = small()
+    fields = {f: getattr(t, f) for f in ("names", "cin", "cout", "kh", "kw", "stride", "pad",
+                                         "groups", "in_h", "in_w", "out_h", "out_w",
+                                         "reads_image", "kind")}  # fmt: skip
+    for change, message in [
+        ({"kind": [0, 1, 2, 0, 300]}, r"column 'kind' must hold codes .*got 300 at row 4"),
+        ({"cin": ["3", 8, 8, 16, 192]}, r"column 'cin' must hold integers: row 0 .*got '3'"),
+        ({"cin": [np.nan, 8, 8, 16, 192]}, r"column 'cin' must hold integers: row 0 .*got nan"),
+        ({"cin": [3, 8, 8, 16, 1e30]}, r"row 4 must be an integer in \[.*got 1e\+30"),
+    ]:
+        with pytest.raises(WorkloadError, match=message):
+            LayerTable(**{**fields, **change})
+    with pytest.raises(WorkloadError, match=r"Layer 'kind' must be one of .*got 7"):
+        Layer("x", 7, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1)  # type: ignore[arg-type]
+
+
+def test_bad_json_files_name_the_file(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text('{"layers": [{"name": "a", "kind": 7}]}')
+    with pytest.raises(WorkloadError, match=r"workload file '.*net.json': layer 0 \('a'\)"):
+        LayerTable.from_json(path)
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(WorkloadError, match="must be readable JSON"):
+        LayerTable.from_json(path)
+
+
+def _csv(drop: str | None = None, edit: tuple[str, str] | None = None) -> str:
+    lines = small().to_csv().splitlines()
+    header = lines[0].split(",")
+    if drop is not None:
+        k = header.index(drop)
+        lines = [",".join(c for j, c in enumerate(line.split(",")) if j != k) for line in lines]
+    if edit is not None:
+        column, value = edit
+        k = header.index(column)
+        cells = lines[1].split(",")
+        cells[k] = value
+        lines[1] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_csv(drop="reads_image"),
+         r"workload CSV must have columns \['name', .*missing \['reads_image'\]"),
+        (_csv(drop="cin"), r"missing \['cin'\]"),
+        (_csv().replace("macs", "colour", 1), r"unknown columns \['colour'\]; known columns are"),
+        (_csv().replace("macs", "cin", 1), r"must name each of its columns once, got \['cin'\]"),
+        (_csv(edit=("cin", "abc")), r"layer 0 \('stem'\) 'cin' must be an integer, got 'abc'"),
+        (_csv(edit=("cin", "3.5")), r"layer 0 \('stem'\) 'cin' must be an integer, got '3.5'"),
+        (_csv(edit=("kind", "7")), r"layer 0 \('stem'\) 'kind' must be one of .*got '7'"),
+        (_csv(edit=("reads_image", "maybe")), r"'reads_image' must be one of \['1', 'true'"),
+        (_csv() + "x,conv,1\n", r"layer 5 \('x'\) must have one value per header column .*missing"),
+        (_csv() + "x" + ",1" * 20 + "\n", r"layer 5 \('x'\) must have one value .*got extra"),
+        ("\n\n", r"must start with a header row"),
+    ],
+)  # fmt: skip
+def test_from_csv_bad_input(text, message):
+    with pytest.raises(WorkloadError, match=message):
+        LayerTable.from_csv(text)
+
+
+def test_from_csv_reads_its_own_output_and_names_the_file(tmp_path):
+    assert LayerTable.from_csv(_csv(), name="small") == small()
+    path = tmp_path / "net.csv"
+    path.write_text(_csv(drop="kind"))
+    with pytest.raises(WorkloadError, match=r"workload file '.*net.csv': .*missing \['kind'\]"):
+        LayerTable.from_csv(path)

@@ -424,3 +424,19 @@ def test_bad_parameters_raise(call, field, value):
     assert f"'{field}'" in message
     assert message.endswith(value) or f"got {value}" in message
     assert "must" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "options"),
+    [
+        ("vgg16", "width", "num_classes, resolution, batch"),
+        ("bitfusion_svhn", "bogus", "batch"),
+        ("mobilenet_v2", "widht", "width, resolution, num_classes, batch"),
+    ],
+)
+def test_get_unknown_option_lists_the_options(name, option, options):
+    with pytest.raises(UnknownNameError) as info:
+        zoo.get(name, **{option: 1})
+    assert (
+        str(info.value) == f"workload {name!r} has no option {option!r}; its options are: {options}"
+    )

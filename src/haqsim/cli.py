@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from haqsim import zoo
 from haqsim.cost import CostReport, CostTable, estimate, warmup
-from haqsim.errors import HaqsimError
+from haqsim.errors import HaqsimError, HardwareError, WorkloadError
 from haqsim.hardware import BitFusionConfig, Hardware, load, preset, preset_names
 from haqsim.policy import Policy
 from haqsim.workload import LayerKind, LayerTable
@@ -28,21 +29,68 @@ from haqsim.workload import LayerKind, LayerTable
 __all__ = ["format_report", "main", "workload_from_arg"]
 
 
+def _file_arg(
+    value: str,
+    suffixes: tuple[str, ...],
+    error: type[HaqsimError],
+    subject: str,
+    names: tuple[str, list[str]],
+) -> Path | None:
+    """The ``subject`` file ``value`` names, or ``None`` when it is a plain name.
+
+    ``value`` is taken for a path when it has one of ``suffixes`` or a path separator.
+
+    Raises:
+        error: ``value`` looks like a path but is not an existing file with one of ``suffixes``;
+            the message also lists ``names`` (a label and the valid names), in case one was meant.
+    """
+    path = Path(value)
+    suffix = path.suffix.lower()
+    if suffix not in suffixes and "/" not in value and os.sep not in value:
+        return None
+    label, valid = names
+    if suffix not in suffixes:
+        problem = f"must end in {' or '.join(suffixes)}"
+    elif not path.is_file():
+        problem = "is not a file" if path.exists() else "does not exist"
+    else:
+        return path
+    raise error(f"{subject} file {value!r} {problem}; valid {label} are: {', '.join(valid)}")
+
+
 def workload_from_arg(value: str) -> LayerTable:
     """A zoo name, or a workload file (``.json`` from ``LayerTable.to_json``, or ``.csv``)."""
-    path = Path(value)
-    if path.suffix.lower() == ".json" and path.exists():
-        return LayerTable.from_json(path)
-    if path.suffix.lower() == ".csv" and path.exists():
+    path = _file_arg(
+        value, (".json", ".csv"), WorkloadError, "workload", ("workloads", zoo.names())
+    )
+    if path is None:
+        return zoo.get(value)
+    if path.suffix.lower() == ".csv":
         return LayerTable.from_csv(path)
-    return zoo.get(value)
+    return LayerTable.from_json(path)
 
 
 def hardware_from_arg(value: str) -> Hardware:
-    path = Path(value)
-    if path.suffix.lower() in (".toml", ".json") and path.exists():
-        return load(path)
-    return preset(value)
+    """A preset name, or a hardware file (``.toml`` or ``.json``)."""
+    path = _file_arg(
+        value, (".toml", ".json"), HardwareError, "hardware", ("hardware presets", preset_names())
+    )
+    return preset(value) if path is None else load(path)
+
+
+def _out_arg(value: str) -> Path:
+    """The ``--out`` path, checked before any work is done."""
+    out = Path(value)
+    if out.suffix.lower() not in (".npy", ".csv"):
+        raise HaqsimError(f"--out must end in .npy or .csv, got {value!r}")
+    if not out.parent.is_dir():
+        problem = "is not a directory" if out.parent.exists() else "does not exist"
+        raise HaqsimError(
+            f"--out directory {str(out.parent)!r} {problem}; create it first, got {value!r}"
+        )
+    if out.is_dir():
+        raise HaqsimError(f"--out must be a file, got the directory {value!r}")
+    return out
 
 
 def _bits_arg(value: str | None, n: int, what: str) -> np.ndarray | int | None:
@@ -128,22 +176,27 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
+    out = _out_arg(args.out)
     wl = workload_from_arg(args.workload)
     hw = hardware_from_arg(args.hardware)
     start = time.perf_counter()
     table = CostTable.build(wl, hw, batch=args.batch, max_bits=args.max_bits)
     elapsed = time.perf_counter() - start
     metric = table.cycles if args.metric == "cycles" else table.energy_pj
-    out = Path(args.out)
-    if out.suffix.lower() == ".csv":
-        rows = ["layer,name,w_bits,a_bits," + args.metric]
-        for i, name in enumerate(wl.names):
-            for wi in range(table.hi - table.lo + 1):
-                for ai in range(table.hi - table.lo + 1):
-                    rows.append(f"{i},{name},{wi + table.lo},{ai + table.lo},{metric[i, wi, ai]}")
-        out.write_text("\n".join(rows) + "\n")
-    else:
-        np.save(out, metric)
+    try:
+        if out.suffix.lower() == ".csv":
+            rows = ["layer,name,w_bits,a_bits," + args.metric]
+            for i, name in enumerate(wl.names):
+                for wi in range(table.hi - table.lo + 1):
+                    for ai in range(table.hi - table.lo + 1):
+                        rows.append(
+                            f"{i},{name},{wi + table.lo},{ai + table.lo},{metric[i, wi, ai]}"
+                        )
+            out.write_text("\n".join(rows) + "\n")
+        else:
+            np.save(out, metric)
+    except OSError as exc:
+        raise HaqsimError(f"--out file {str(out)!r} must be writable: {exc}") from exc
     print(
         f"wrote {out}: {args.metric} of {wl.name} on {hw.name}, shape {metric.shape} indexed "
         f"[layer, w - {table.lo}, a - {table.lo}], batch {table.batch} ({elapsed:.2f} s)"

@@ -69,6 +69,28 @@ def _resolve_batch(workload: LayerTable, hardware: Hardware, batch: int | None) 
     return int(b)
 
 
+def first_non_integer(arr: np.ndarray) -> int | None:
+    """Flat index of the first entry that is not a whole number (bools count as not), or None."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return None
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        return int(bad[0]) if bad.size else None
+    for i, v in enumerate(arr.flat):  # objects or strings: look at each entry
+        if isinstance(v, bool | np.bool_ | np.complexfloating) or not isinstance(
+            v, int | float | np.integer | np.floating
+        ):
+            return i
+        if not float(v).is_integer():
+            return i
+    return None
+
+
+def plain_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for error messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def as_bits(bits: Any, n_layers: int, lo: int, hi: int, name: str) -> np.ndarray:
     """Broadcast a scalar or check a per-layer sequence of bits; ``int64`` array of length L.
 
@@ -82,10 +104,10 @@ def as_bits(bits: Any, n_layers: int, lo: int, hi: int, name: str) -> np.ndarray
         raise PolicyError(
             f"policy {name!r} must have {n_layers} entries (one per layer), got shape {arr.shape}"
         )
-    if not np.issubdtype(arr.dtype, np.integer) and (
-        not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr))
-    ):
-        raise PolicyError(f"policy {name!r} must hold integers, got {arr.tolist()}")
+    i = first_non_integer(arr)
+    if i is not None:
+        value = plain_scalar(arr.flat[i])
+        raise PolicyError(f"layer {i} {name!r} must be an integer, got {value!r}")
     out = arr.astype(np.int64)
     bad = np.flatnonzero((out < lo) | (out > hi))
     if bad.size:

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from haqsim.budget import Budget, format_quantity
-from haqsim.cost import PJ_TO_J, CostTable
+from haqsim.cost import PJ_TO_J, CostTable, first_non_integer, plain_scalar
 from haqsim.errors import BudgetError, PolicyError
 
 __all__ = ["BudgetEnforcer", "bit_ranges", "decision_order"]
@@ -212,9 +212,13 @@ def _per_layer(value: Any, n_layers: int, name: str) -> tuple[np.ndarray, np.nda
             f"{name!r} must be a scalar, one value per layer ({n_layers},) or (weight, "
             f"activation) pairs ({n_layers}, 2), got shape {np.shape(value)}"
         )
-    is_int = np.issubdtype(arr.dtype, np.integer)
-    if not is_int and not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
-        raise PolicyError(f"{name!r} must hold integers, got {np.asarray(value).tolist()}")
+    bad = first_non_integer(arr)
+    if bad is not None:
+        layer, which = divmod(bad, 2)
+        raise PolicyError(
+            f"{name!r} of layer {layer} ({('weight', 'activation')[which]}) must be an integer, "
+            f"got {plain_scalar(arr.flat[bad])!r}"
+        )
     out = arr.astype(np.int64)
     return out[:, 0].copy(), out[:, 1].copy()
 

@@ -8,10 +8,11 @@ property of the table (``None`` means "use the hardware's deployment batch").
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,154 @@ KERNEL_COLUMNS: tuple[str, ...] = (
     "reads_image",
 )
 _INT_FIELDS = KERNEL_COLUMNS[1:-1]
+#: The fields of one layer in a workload dict, JSON object or CSV row.
+_ROW_FIELDS: tuple[str, ...] = ("name", *KERNEL_COLUMNS)
+#: Columns :meth:`LayerTable.to_csv` adds for reading; recomputed from the shape, ignored on input.
+_DERIVED_FIELDS: tuple[str, ...] = ("macs", "params")
+#: The top-level keys of a workload dict.
+_TOP_KEYS: tuple[str, ...] = ("name", "batch", "layers")
+_INT64 = np.iinfo(np.int64)
+#: Spellings of ``reads_image`` accepted in a CSV cell (case-insensitive).
+_CSV_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _kind_choices() -> str:
+    return ", ".join(f"{k.name.lower()!r} ({int(k)})" for k in LayerKind)
+
+
+def _parse_kind(value: Any, where: str) -> LayerKind:
+    """A :class:`LayerKind` from a member, its code or its name (any case).
+
+    Raises:
+        WorkloadError: ``value`` names no kind; ``where`` says which layer it came from.
+    """
+    member: LayerKind | None = None
+    if isinstance(value, str):
+        member = LayerKind.__members__.get(value.strip().upper())
+    elif isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        with contextlib.suppress(ValueError):
+            member = LayerKind(int(value))
+    if member is None:
+        raise WorkloadError(f"{where} 'kind' must be one of {_kind_choices()}, got {value!r}")
+    return member
+
+
+def _int_rule(value: Any) -> str | None:
+    """The rule ``value`` breaks as an ``int64`` field, or ``None``.
+
+    Integers and floats with no fractional part (``3.0``, not ``3.5``) are accepted; bools,
+    strings, NaN and values outside ``int64`` are not.
+    """
+    integral = not isinstance(value, bool | np.bool_) and (
+        isinstance(value, int | np.integer)
+        or (isinstance(value, float | np.floating) and float(value).is_integer())
+    )
+    if not integral:
+        return "must be an integer"
+    if not _INT64.min <= int(value) <= _INT64.max:
+        return f"must be an integer in [{_INT64.min}, {_INT64.max}]"
+    return None
+
+
+def _parse_int(value: Any, where: str, field: str) -> int:
+    """``value`` as an ``int`` (see :func:`_int_rule`), or a :class:`WorkloadError`."""
+    rule = _int_rule(value)
+    if rule is not None:
+        raise WorkloadError(f"{where} {field!r} {rule}, got {value!r}")
+    return int(value)
+
+
+def _layer_where(i: int, row: Mapping[str, Any]) -> str:
+    label = row.get("name")
+    return f"layer {i} ({label!r})" if isinstance(label, str) and label else f"layer {i}"
+
+
+def _check_keys(where: str, keys: Iterable[Any], what: str) -> None:
+    """Every required row field is present and nothing unknown is, or a :class:`WorkloadError`."""
+    keys = list(keys)
+    known = (*_ROW_FIELDS, *_DERIVED_FIELDS)
+    missing = [f for f in _ROW_FIELDS if f not in keys]
+    if missing:
+        raise WorkloadError(f"{where} must have {what} {list(_ROW_FIELDS)}, missing {missing}")
+    unknown = [str(k) for k in keys if k not in known]
+    if unknown:
+        raise WorkloadError(f"{where} has unknown {what} {unknown}; known {what} are {list(known)}")
+    duplicated = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise WorkloadError(f"{where} must name each of its {what} once, got {duplicated} twice")
+
+
+def _layer_from_row(i: int, row: Any) -> Layer:
+    """One :class:`Layer` from a workload dict's row, every field checked."""
+    if not isinstance(row, Mapping):
+        raise WorkloadError(
+            f"layer {i} must be an object mapping field names to values, got {row!r}"
+        )
+    where = _layer_where(i, row)
+    _check_keys(where, row, "fields")
+    reads = row["reads_image"]
+    if not (isinstance(reads, bool | np.bool_) or (isinstance(reads, int) and reads in (0, 1))):
+        raise WorkloadError(
+            f"{where} 'reads_image' must be true or false (or 1 or 0), got {reads!r}"
+        )
+    return Layer(
+        name=row["name"],
+        kind=_parse_kind(row["kind"], where),
+        reads_image=bool(reads),
+        **{f: _parse_int(row[f], where, f) for f in _INT_FIELDS},
+    )
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    """The rows of a workload CSV as workload-dict rows (ints and bools parsed, derived dropped)."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise WorkloadError(
+            f"workload CSV must start with a header row naming the columns {list(_ROW_FIELDS)}, "
+            "got an empty file"
+        )
+    header = [h.strip() for h in reader.fieldnames]
+    reader.fieldnames = header
+    _check_keys("workload CSV", header, "columns")
+    rows = []
+    for i, raw in enumerate(reader):
+        where = _layer_where(i, raw)
+        if None in raw:
+            raise WorkloadError(
+                f"{where} must have one value per header column ({len(header)}), got extra "
+                f"values {raw[None]}"
+            )
+        empty = [c for c in header if raw[c] is None]
+        if empty:
+            raise WorkloadError(
+                f"{where} must have one value per header column ({len(header)}), missing {empty}"
+            )
+        row: dict[str, Any] = {"name": raw["name"], "kind": raw["kind"]}
+        for f in _INT_FIELDS:
+            try:
+                row[f] = int(raw[f])
+            except ValueError:
+                raise WorkloadError(f"{where} {f!r} must be an integer, got {raw[f]!r}") from None
+        reads = _CSV_BOOLS.get(raw["reads_image"].strip().lower())
+        if reads is None:
+            raise WorkloadError(
+                f"{where} 'reads_image' must be one of {list(_CSV_BOOLS)}, "
+                f"got {raw['reads_image']!r}"
+            )
+        row["reads_image"] = reads
+        rows.append(row)
+    return rows
+
+
+@contextlib.contextmanager
+def _in_file(path: str | Path | None) -> Iterator[None]:
+    """Prefix a :class:`WorkloadError` raised inside with the file it came from (if any)."""
+    try:
+        yield
+    except WorkloadError as exc:
+        if path is None:
+            raise
+        raise WorkloadError(f"workload file {str(path)!r}: {exc}") from exc
 
 
 def _out_size(in_size: int, k: int, stride: int, pad: int) -> int:
@@ -79,7 +228,7 @@ class Layer:
     """
 
     name: str
-    kind: LayerKind = attrs.field(converter=LayerKind)
+    kind: LayerKind = attrs.field(converter=lambda v: _parse_kind(v, "Layer"))
     cin: int
     cout: int
     kh: int
@@ -163,16 +312,35 @@ def linear(name: str, in_features: int, out_features: int) -> Layer:
 
 
 def _int_array(values: Any, field: str) -> np.ndarray:
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except ValueError as exc:  # ragged nesting
+        raise WorkloadError(
+            f"column {field!r} must be a flat sequence of integers: {exc}"
+        ) from None
     if arr.ndim != 1:
         raise WorkloadError(f"column {field!r} must be one-dimensional, got shape {arr.shape}")
-    if (arr.size and not np.issubdtype(arr.dtype, np.integer)) and (
-        np.issubdtype(arr.dtype, np.bool_) or not np.all(arr == np.round(arr))
-    ):
-        raise WorkloadError(f"column {field!r} must hold integers, got {arr.dtype}")
+    if arr.dtype.kind not in "iu":  # floats, bools, strings, objects: check value by value
+        for i, value in enumerate(arr.tolist()):
+            rule = _int_rule(value)
+            if rule is not None:
+                raise WorkloadError(
+                    f"column {field!r} must hold integers: row {i} {rule}, got {value!r}"
+                )
     out = arr.astype(np.int64)
     out.setflags(write=False)
     return out
+
+
+def _kind_array(values: Any) -> np.ndarray:
+    arr = _int_array(values, "kind")
+    bad = np.flatnonzero(~np.isin(arr, [int(k) for k in LayerKind]))
+    if bad.size:
+        i = int(bad[0])
+        raise WorkloadError(
+            f"column 'kind' must hold codes {_kind_choices()}, got {int(arr[i])} at row {i}"
+        )
+    return _readonly(arr.astype(np.int8))
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
@@ -197,7 +365,7 @@ class LayerTable:
     """
 
     names: tuple[str, ...] = attrs.field(converter=tuple)
-    kind: np.ndarray = attrs.field(converter=lambda v: _readonly(np.asarray(v, dtype=np.int8)))
+    kind: np.ndarray = attrs.field(converter=_kind_array)
     cin: np.ndarray = attrs.field(converter=lambda v: _int_array(v, "cin"))
     cout: np.ndarray = attrs.field(converter=lambda v: _int_array(v, "cout"))
     kh: np.ndarray = attrs.field(converter=lambda v: _int_array(v, "kh"))
@@ -244,15 +412,12 @@ class LayerTable:
                 f"workload {self.name!r} batch must be a positive integer or None, "
                 f"got {self.batch!r}"
             )
-        valid_kinds = {int(k) for k in LayerKind}
         for i in range(n):
-            self._validate_row(i, valid_kinds)
+            self._validate_row(i)
 
-    def _validate_row(self, i: int, valid_kinds: set[int]) -> None:
+    def _validate_row(self, i: int) -> None:
         where = f"layer {i} ({self.names[i]!r})"
-        kind = int(self.kind[i])
-        if kind not in valid_kinds:
-            raise WorkloadError(f"{where} 'kind' must be one of {sorted(valid_kinds)}, got {kind}")
+        kind = int(self.kind[i])  # a valid code: the column's converter checked
         for field in ("cin", "cout", "kh", "kw", "stride", "groups", "in_h", "in_w"):
             value = int(getattr(self, field)[i])
             if value < 1:
@@ -327,74 +492,77 @@ class LayerTable:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LayerTable:
-        """Inverse of :meth:`to_dict`: ``{"name", "batch", "layers": [{field: value}, ...]}``."""
-        if not isinstance(data, dict) or "layers" not in data:
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerTable:
+        """Inverse of :meth:`to_dict`: ``{"name", "batch", "layers": [{field: value}, ...]}``.
+
+        Each layer has exactly the fields ``name``, ``kind`` (a name such as ``"conv"`` or its
+        code), the integer shape fields of :data:`KERNEL_COLUMNS` and ``reads_image``; ``macs``
+        and ``params`` may also appear (as :meth:`to_csv` writes them) and are ignored, being
+        recomputed. Integer fields accept whole floats (``3.0``) but not ``3.5`` or strings.
+
+        Raises:
+            WorkloadError: a missing, unknown or ill-typed key, naming the layer, the field and
+                the value, or a shape the table's validation rejects.
+        """
+        if not isinstance(data, Mapping):
             raise WorkloadError(
-                "workload dict must have a 'layers' list, got keys "
-                f"{sorted(data) if isinstance(data, dict) else type(data).__name__}"
+                f"workload must be an object with a 'layers' list, got {type(data).__name__}"
             )
-        layers = []
-        for i, row in enumerate(data["layers"]):
-            missing = [f for f in ("name", *KERNEL_COLUMNS) if f not in row]
-            if missing:
-                raise WorkloadError(f"layer {i} must have fields {missing}, got {sorted(row)}")
-            kind = row["kind"]
-            if isinstance(kind, str):
-                try:
-                    kind = LayerKind[kind.upper()]
-                except KeyError:
-                    valid = [k.name.lower() for k in LayerKind]
-                    raise WorkloadError(
-                        f"layer {i} 'kind' must be one of {valid}, got {kind!r}"
-                    ) from None
-            fields = {f: row[f] for f in _INT_FIELDS}
-            layers.append(
-                Layer(
-                    name=row["name"],
-                    kind=kind,
-                    reads_image=bool(row["reads_image"]),
-                    **fields,
-                )
+        if "layers" not in data:
+            raise WorkloadError(
+                f"workload dict must have a 'layers' list, got keys {sorted(map(str, data))}"
             )
-        return cls.from_layers(layers, batch=data.get("batch"), name=data.get("name", "workload"))
+        unknown = [str(k) for k in data if k not in _TOP_KEYS]
+        if unknown:
+            raise WorkloadError(
+                f"workload dict has unknown keys {unknown}; known keys are {list(_TOP_KEYS)}"
+            )
+        rows = data["layers"]
+        if not isinstance(rows, list | tuple):
+            raise WorkloadError(
+                f"workload 'layers' must be a list of layer objects, got {type(rows).__name__}"
+            )
+        name = data.get("name", "workload")
+        if not isinstance(name, str):
+            raise WorkloadError(f"workload 'name' must be a string, got {name!r}")
+        layers = [_layer_from_row(i, row) for i, row in enumerate(rows)]
+        return cls.from_layers(layers, batch=data.get("batch"), name=name)
 
     @classmethod
     def from_json(cls, path: str | Path) -> LayerTable:
-        """Read a table written by :meth:`to_json`."""
+        """Read a table written by :meth:`to_json` (see :meth:`from_dict` for the format)."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WorkloadError(
                 f"workload file {str(path)!r} must be readable JSON: {exc}"
             ) from exc
-        return cls.from_dict(data)
+        with _in_file(path):
+            return cls.from_dict(data)
 
     @classmethod
     def from_csv(
         cls, path_or_text: str | Path, *, batch: int | None = None, name: str | None = None
     ) -> LayerTable:
-        """Read a table written by :meth:`to_csv` (a path, or the CSV text itself)."""
+        """Read a table written by :meth:`to_csv` (a path, or the CSV text itself).
+
+        The header must name the columns ``name``, :data:`KERNEL_COLUMNS` (``macs`` and
+        ``params`` are allowed and ignored); ``kind`` is a name such as ``conv`` and
+        ``reads_image`` is ``1``/``0``, ``true``/``false`` or ``yes``/``no``.
+        """
         text = str(path_or_text)
+        path: str | Path | None = None
         if "\n" not in text:
+            path = path_or_text
             try:
-                text = Path(path_or_text).read_text()
-            except OSError as exc:
-                raise WorkloadError(
-                    f"workload file {str(path_or_text)!r} must be readable: {exc}"
-                ) from exc
-            name = name or Path(path_or_text).stem
-        rows = list(csv.DictReader(io.StringIO(text)))
-        for row in rows:
-            row["reads_image"] = row["reads_image"].strip().lower() in ("1", "true", "yes")
-            for f in _INT_FIELDS:
-                try:
-                    row[f] = int(row[f])
-                except (KeyError, ValueError) as exc:
-                    raise WorkloadError(
-                        f"CSV column {f!r} must hold integers, got {row.get(f)!r}"
-                    ) from exc
-        return cls.from_dict({"layers": rows, "batch": batch, "name": name or "workload"})
+                text = Path(path).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise WorkloadError(f"workload file {str(path)!r} must be readable: {exc}") from exc
+            name = name or Path(path).stem
+        with _in_file(path):
+            return cls.from_dict(
+                {"layers": _csv_rows(text), "batch": batch, "name": name or "workload"}
+            )
 
     # ------------------------------------------------------------------ conversions
     def to_dict(self) -> dict[str, Any]:

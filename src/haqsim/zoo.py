@@ -23,10 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
-from haqsim.errors import WorkloadError, unknown_name
+from haqsim.errors import UnknownNameError, WorkloadError, unknown_name
 from haqsim.workload import Layer, LayerTable, conv, linear
 
 __all__ = [
@@ -719,11 +720,18 @@ def get(name: str, **kwargs: object) -> LayerTable:
         The layer table.
 
     Raises:
-        UnknownNameError: ``name`` is not a built-in workload; the message lists the valid ones.
+        UnknownNameError: ``name`` is not a built-in workload, or that workload has no option
+            by one of the ``kwargs`` names; the message lists the valid ones.
         WorkloadError: A parameter is out of range.
     """
     try:
         factory = WORKLOADS[name]
     except (KeyError, TypeError):
         raise unknown_name("workload", name, names()) from None
+    options = list(inspect.signature(factory).parameters)
+    unknown = [key for key in kwargs if key not in options]
+    if unknown:
+        raise UnknownNameError(
+            f"workload {name!r} has no option {unknown[0]!r}; its options are: {', '.join(options)}"
+        )
     return factory(**kwargs)
