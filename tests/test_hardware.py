@@ -149,3 +149,18 @@ def test_user_file_runs_through_estimate(tmp_path):
     assert hw.name == "my_accel"
     rep = haqsim.estimate(haqsim.zoo.mobilenet_v1(), hw, 4, 4)
     assert rep.total_cycles > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("accel.json", b"[1, 2]", "must hold one table of keys"),
+        ("accel.toml", b"\xff\xfe kind", "must be readable UTF-8 text"),
+        ("accel.json", b"{kind: ", "must be valid TOML or JSON"),
+    ],
+)
+def test_bad_hardware_files_are_clear_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(HardwareError, match=message):
+        haqsim.load(path)

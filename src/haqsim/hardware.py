@@ -245,13 +245,18 @@ def load(path: str | Path) -> Hardware:
     """Load a hardware config from a TOML or JSON file (flat keys, with ``kind``)."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise HardwareError(f"hardware file {str(p)!r} must be readable: {exc}") from exc
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HardwareError(f"hardware file {str(p)!r} must be readable UTF-8 text: {exc}") from exc
     try:
         data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise HardwareError(f"hardware file {str(p)!r} must be valid TOML or JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise HardwareError(
+            f"hardware file {str(p)!r} must hold one table of keys (kind, ...), "
+            f"got a {type(data).__name__}"
+        )
     data.setdefault("name", p.stem)
     return _from_mapping(data, f"file {str(p)!r}")
 
