@@ -229,6 +229,7 @@ def search_mode(
         noc = _tiles(OC, M, _cdiv(OC, M), oc_l)
 
     total = nb * ns * nic * noc
+    trips = np.empty(5, np.int64)
     lbs = np.empty(total, np.int64)
     codes = np.empty(total, np.int64)
     nvalid = 0
@@ -251,21 +252,25 @@ def search_mode(
                     fo = ow * oh * _cdiv(oc, M) * M * b * 32
                     if fw > half_w or fo > half_o:
                         continue
-                    T = _cdiv(B, b) * _cdiv(OW, ow) * _cdiv(OH, oh) * _cdiv(IC, ic) * _cdiv(OC, oc)
+                    trips[0] = _cdiv(B, b)
+                    trips[1] = _cdiv(OW, ow)
+                    trips[2] = _cdiv(OH, oh)
+                    trips[3] = _cdiv(IC, ic)
+                    trips[4] = _cdiv(OC, oc)
+                    T = trips[0] * trips[1] * trips[2] * trips[3] * trips[4]
                     if im2col:
                         per_tile = b * oh * ow * _cdiv(oc, M) * _cdiv(KK * ic, lane)
                     else:
                         per_tile = b * _cdiv(oc, M) * ow * oh * KK * _cdiv(ic, lane)
                     compute = per_tile * T * mult
                     # Cycles are at least compute plus the first and last transfers, and at
-                    # least all transfers: each stream moves once per trip of its loops.
-                    t_b = _cdiv(B, b)
-                    t_ic = _cdiv(IC, ic)
-                    t_oc = _cdiv(OC, oc)
-                    t_sp = _cdiv(OW, ow) * _cdiv(OH, oh)
-                    # weights: IC, OC; inputs: B, OW, OH, IC; outputs (read and written): B,
-                    # OW, OH, OC (the loops of STREAM_MASKS)
-                    least = fw * t_ic * t_oc + fa * t_b * t_sp * t_ic + 2 * fo * t_b * t_sp * t_oc
+                    # least all transfers: each stream moves once per trip of its loops (the
+                    # output stream twice: read and written back).
+                    least = (
+                        fw * _indexed(trips, masks[0])
+                        + fa * _indexed(trips, masks[1])
+                        + 2 * fo * _indexed(trips, masks[2])
+                    )
                     lbs[nvalid] = max(
                         compute + _cdiv(fw + fa + fo, IF) + _cdiv(fo, IF), _cdiv(least, IF)
                     )
@@ -278,7 +283,6 @@ def search_mode(
     best_cycles = np.iinfo(np.int64).max
     best_energy = np.inf
     best_code = -1
-    trips = np.empty(5, np.int64)
     nontrivial = np.empty(5, np.int64)
     order = np.empty(5, np.int64)
     inner = np.empty(5, np.int64)
