@@ -15,6 +15,8 @@ from haqsearch.accuracy import TorchAccuracyOracle
 from haqsearch.data import Batches, as_batches, check_batch, digits
 from haqsearch.errors import HaqsearchError
 from haqsearch.models.digits import BUILTIN_MODELS, load_builtin, pretrained
+from haqsearch.quant import quantize
+from haqsearch.signs import input_signs
 from haqsim.oracle import AccuracyOracle
 
 UNIFORM = [8, 6, 5, 4, 3, 2]
@@ -252,6 +254,29 @@ def test_oracle_rejects_module_run_twice_with_a_fix():
     match = r"'fc' \(Linear\) 2 times; give each call its own module instance"
     with pytest.raises(HaqsearchError, match=match):
         TorchAccuracyOracle(_Reused(), _toy_data(), _toy_data(), finetune_steps=0)
+
+
+def test_oracle_finds_input_signs_once_and_results_match_quantize(cnn, monkeypatch):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return input_signs(*args, **kwargs)
+
+    monkeypatch.setattr("haqsearch.accuracy.input_signs", counted)
+    monkeypatch.setattr("haqsearch.quant.input_signs", counted)
+    o = TorchAccuracyOracle(cnn.model, cnn.train_data, cnn.val_data, finetune_steps=0,
+                            eval_batches=2, calibration_batches=1)  # fmt: skip
+    policies = [_uniform(4, 8), _uniform(4, 3), (np.array([8, 3, 4, 6]), np.array([8, 4, 3, 5]))]
+    accuracies = [o(w, a) for w, a in policies]
+    assert len(calls) == 1 and o.n_evaluations == 3
+    for (w, a), accuracy in zip(policies, accuracies, strict=True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(o.seed)
+            q = quantize(o.model, w, a, o.train_data, example_input=o._example,
+                         calibration_batches=1, **o.quant_options)  # fmt: skip
+        assert o._evaluate(q) == accuracy  # signs found per call, on the folded copy: the same
+    assert len(calls) == 1 + len(policies)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -57,6 +57,26 @@ def test_malformed(data, message):
         Policy.from_dict(data, WL)
 
 
+def test_repeated_names_raise():
+    with pytest.raises(PolicyError, match=r"names must be unique, got \['b'\] more than once"):
+        Policy(["a", "b", "b"], [8, 4, 2], [8, 4, 2])
+    with pytest.raises(PolicyError, match="must be unique"):
+        Policy.from_dict({"names": ["a", "a"], "w_bits": [8, 8], "a_bits": [8, 8]})
+
+
+def test_ordered_as():
+    policy = Policy(["a", "b", "c"], [8, 4, 2], [7, 5, 3])
+    w, a = policy.ordered_as(["c", "a", "b"])
+    assert w.tolist() == [2, 8, 4] and a.tolist() == [3, 7, 5]
+    match = (r"policy layer names must match the 3 layers, got 3 names; missing \['d'\], "
+             r"unknown \['b'\]")  # fmt: skip
+    with pytest.raises(PolicyError, match=match):
+        policy.ordered_as(["c", "a", "d"])
+    with pytest.raises(PolicyError, match=r"^file layer names must match model X, got 3 names; "
+                       r"missing \[\], unknown \['c'\]"):  # fmt: skip
+        policy.ordered_as(["a", "b"], "model X", "file")
+
+
 def test_unreadable_file(tmp_path):
     with pytest.raises(PolicyError, match="must be readable JSON"):
         Policy.from_json(tmp_path / "missing.json", WL)

@@ -27,6 +27,7 @@ from haqsearch.quant import (
     quantize,
     weight_clip_value,
 )
+from haqsearch.signs import Sign, input_signs
 from haqsearch.trace import trace
 from haqsim.policy import Policy
 
@@ -602,6 +603,39 @@ def test_relu_pool_flatten_linear_is_unsigned_and_signed_data_is_signed():
     assert nonneg == {"0": False, "4": False}
 
 
+class _Halves(nn.Module):
+    """Two linears on two halves of the input, each a sign-preserving function of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Linear(2, 2)
+        self.right = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.left(x[:, :2]) + self.right(x[:, 2:])
+
+
+def test_data_signed_layer_judged_by_its_own_calibration_inputs():
+    x = torch.rand(16, 4)
+    x[:, 2:] -= 2.0  # only the right half of the input is ever negative
+    model = _Halves()
+    assert input_signs(model, x[:1], [model.left, model.right]) == [Sign.DATA, Sign.DATA]
+    assert _signed(quantize(model, [8, 8], [8, 8], _batches(x))) == {
+        "left": False, "right": True
+    }  # fmt: skip
+
+
+def test_given_signs_are_used_and_checked():
+    model, x = _Halves(), torch.rand(16, 4) - 0.5
+    given = quantize(model, [8, 8], [8, 8], _batches(x), signs=[Sign.NONNEGATIVE, Sign.SIGNED])
+    assert _signed(given) == {"left": False, "right": True}
+    with pytest.raises(HaqsearchError, match=r"signs must be one .*Sign per quantizable layer "
+                       r"\(2\), got 1 values"):  # fmt: skip
+        quantize(model, [8, 8], [8, 8], _batches(x), signs=[Sign.SIGNED])
+    with pytest.raises(HaqsearchError, match=r"got 2 values: \[True, False\]"):
+        quantize(model, [8, 8], [8, 8], _batches(x), signs=[True, False])  # type: ignore[list-item]
+
+
 class _FunctionalRelu(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -698,8 +732,8 @@ def test_module_called_twice_raises_with_a_fix():
     model = _SharedBlock()
     before = _state(model)
     match = (
-        r"model '_SharedBlock': each quantizable module must run once per forward pass to be "
-        r"quantized .*got 'block' \(Conv2d\) 2 times; give each call its own module instance"
+        r"model '_SharedBlock': each quantizable module must run once per forward pass, got "
+        r"'block' \(Conv2d\) 2 times; give each call its own module instance .* to quantize it"
     )
     with pytest.raises(HaqsearchError, match=match):
         quantize(model, [8] * 4, [8] * 4, _batches(x))

@@ -232,6 +232,12 @@ def test_shared_module_raises_by_default() -> None:
         trace(Shared(), _image(8))
 
 
+def test_shared_module_message_takes_the_callers_hint() -> None:
+    match = r"must run once per forward pass, got 'block' \(Conv2d\) 2 times; use copies$"
+    with pytest.raises(TraceError, match=match):
+        trace(Shared(), _image(8), hint="use copies")
+
+
 def test_shared_module_rows_mode() -> None:
     model = Shared()
     traced = trace(model, _image(8), shared="rows")

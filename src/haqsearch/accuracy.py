@@ -37,6 +37,7 @@ from haqsearch.quant import (
     quantize,
     trace_for_quantization,
 )
+from haqsearch.signs import input_signs
 from haqsearch.trace import Traced
 
 __all__ = ["TorchAccuracyOracle"]
@@ -163,7 +164,10 @@ class TorchAccuracyOracle:
 
         self.model = copy.deepcopy(model).to(self.device).eval()
         self._example = x0[:1].to(self.device)
-        self.traced: Traced = trace_for_quantization(copy.deepcopy(self.model), self._example)
+        probe = copy.deepcopy(self.model)
+        self.traced: Traced = trace_for_quantization(probe, self._example)
+        # The layers' input signs follow from the model's structure: found once, not per call.
+        self._signs = input_signs(probe, self._example, self.traced.modules)
         self.layer_names: tuple[str, ...] = tuple(self.traced.names)
         self.n_layers = len(self.layer_names)
         self.reference_accuracy = self._evaluate(self.model)
@@ -218,6 +222,7 @@ class TorchAccuracyOracle:
                 example_input=self._example,
                 calibration_batches=self.calibration_batches,
                 act_clip_cache=self._act_clips,
+                signs=self._signs,
                 **self.quant_options,
             )
             t1 = time.perf_counter()

@@ -14,8 +14,9 @@ The quantizers are HAQ's linear ones:
   the dataflow by :func:`haqsearch.signs.input_signs` (after a ReLU, a ReLU6, a sigmoid, ...,
   through pooling, reshapes and the like: unsigned), not from the values calibration happened to
   see; only the model's input itself, and what sign-preserving ops make of it, is judged by the
-  calibration data (unsigned when it never goes negative). ``c`` is calibrated on data (max,
-  percentile or MSE) and optionally learned during fine-tuning (PACT-style, ``learn_clip=True``).
+  layer's calibration inputs (unsigned when they never go negative). ``c`` is calibrated on data
+  (max, percentile or MSE) and optionally learned during fine-tuning (PACT-style,
+  ``learn_clip=True``).
 - ``b`` is 1 to 8 or 16 bits; :data:`FULL_PRECISION` (32) leaves the tensor in floating point.
 
 Rounding uses a straight-through estimator (the detach trick): the forward pass rounds, the
@@ -34,7 +35,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -44,9 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from haqsearch.data import as_batches, check_batch
-from haqsearch.errors import HaqsearchError, TraceError
+from haqsearch.errors import HaqsearchError
 from haqsearch.signs import Sign, input_signs
 from haqsearch.trace import Traced, trace
+from haqsim.errors import PolicyError
 from haqsim.policy import Policy
 
 __all__ = [
@@ -83,6 +84,10 @@ _SAMPLES_PER_BATCH = 1 << 14
 _MAX_SAMPLES = 1 << 15
 _GRID = 64  # candidate clips of the MSE and KL searches
 _KL_BINS_PER_STEP = 8  # histogram bins per quantization step in the KL search
+_SHARED_HINT = (
+    "give each call its own module instance (e.g. a copy.deepcopy of the layer per use) to "
+    "quantize it: a quantized layer holds one bit width and one set of clips"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,14 +382,15 @@ class QuantModule(nn.Module):
         act_percentile: float,
         act_clip_value: float | None = None,
         *,
-        signed: bool,
+        sign: Sign,
     ) -> float:
         """Set the weight clip ratio and the input clip from what was recorded; quantize again.
 
-        ``signed`` says whether the input can be negative (see :func:`quantize`: it comes from
-        the dataflow, not from the recorded values). ``act_clip_value``, when given, is the input
-        clip this layer got from the same recorded inputs at the same bits before (the search is
-        skipped). Returns the input clip set.
+        ``sign`` is the input's sign from the dataflow (see :func:`quantize`): the input is
+        quantized signed when it is :attr:`Sign.SIGNED`, or :attr:`Sign.DATA` and a recorded
+        input was negative. ``act_clip_value``, when given, is the input clip this layer got from
+        the same recorded inputs at the same bits before (the search is skipped). Returns the
+        input clip set.
         """
         obs = self._observer
         if obs is None or obs.lo == math.inf:
@@ -399,6 +405,7 @@ class QuantModule(nn.Module):
             )
             ratio = torch.where(amax > 0, clip / amax.clamp_min(_MIN_CLIP), torch.ones_like(amax))
             self.w_clip_ratio.copy_(ratio.reshape(-1))
+        signed = sign == Sign.SIGNED or (sign == Sign.DATA and obs.lo < 0)
         top = max(abs(obs.lo), obs.hi) if signed else obs.hi
         clip_value = top
         if act_clip_value is not None:
@@ -790,20 +797,11 @@ def _policy_bits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weight and input bits in trace order (a :class:`~haqsim.Policy` is matched by name)."""
     if isinstance(policy, Policy):
-        index = {n: i for i, n in enumerate(policy.names)}
-        repeated = sorted(n for n, k in Counter(policy.names).items() if k > 1)
-        missing = [n for n in names if n not in index]
-        known = set(names)
-        unknown = [n for n in policy.names if n not in known]
-        if repeated or missing or unknown:
-            raise HaqsearchError(
-                f"policy layer names must match the model's {len(names)} quantizable layers "
-                f"(as haqsearch.trace names them), got {len(policy.names)} names; missing "
-                f"{missing[:5]}, unknown {unknown[:5]}, repeated {repeated[:5]}"
-            )
-        order = [index[n] for n in names]
-        w_bits: Any = policy.w_bits[order]
-        a_bits: Any = policy.a_bits[order]
+        target = f"the model's {len(names)} quantizable layers (as haqsearch.trace names them)"
+        try:
+            w_bits, a_bits = policy.ordered_as(names, target)
+        except PolicyError as exc:
+            raise HaqsearchError(str(exc)) from exc
     else:
         w_bits, a_bits = policy
     w = check_bits(w_bits, len(names), what="w_bits", names=names)
@@ -818,26 +816,12 @@ def trace_for_quantization(
 
     A quantized module holds one weight and input bit width and one set of clips, so a module
     called more than once (weight sharing, a layer applied in a loop) cannot take a bit width
-    per call.
+    per call; the error says so.
 
     Raises:
-        TraceError: As :func:`~haqsearch.trace.trace`, and if a module runs more than once.
+        TraceError: As :func:`~haqsearch.trace.trace` with ``shared="error"``.
     """
-    traced = trace(model, example_input, shared="rows")
-    counts = Counter(id(m) for m in traced.modules)
-    repeated: dict[int, str] = {}
-    for module, row in zip(traced.modules, traced.names, strict=True):
-        if counts[id(module)] > 1 and id(module) not in repeated:
-            name = row.rpartition("#")[0]
-            repeated[id(module)] = f"{name!r} ({type(module).__name__}) {counts[id(module)]} times"
-    if repeated:
-        raise TraceError(
-            f"model {type(model).__name__!r}: each quantizable module must run once per forward "
-            f"pass to be quantized (it holds one bit width and one set of clips), got "
-            f"{', '.join(repeated.values())}; give each call its own module instance (e.g. a "
-            "copy.deepcopy of the layer per use)"
-        )
-    return traced
+    return trace(model, example_input, hint=_SHARED_HINT)
 
 
 def _quant_type(module: nn.Module) -> type[QuantModule] | None:
@@ -869,6 +853,7 @@ def quantize(
     learn_clip: bool = False,
     calibration_batches: int | None = None,
     act_clip_cache: ActClipCache | None = None,
+    signs: Sequence[Sign] | None = None,
 ) -> nn.Module:
     """A fake-quantized copy of ``model`` under a per-layer bit policy; ``model`` is untouched.
 
@@ -882,7 +867,8 @@ def quantize(
     weight, its input bits its input (HAQ's convention); :data:`FULL_PRECISION` (32) leaves
     either in floating point. An input is quantized unsigned when the dataflow makes it
     non-negative (see :func:`haqsearch.signs.input_signs`), or when it is the model's input (or
-    a sign-preserving function of it) and no calibration input is negative; otherwise signed.
+    a sign-preserving function of it) and none of its calibration inputs is negative;
+    otherwise signed.
     A subclass of a quantizable layer is replaced by the plain quantized layer, keeping its
     parameters (not its other attributes).
 
@@ -912,6 +898,11 @@ def quantize(
             other inputs start the cache afresh). Calibration runs the float model, so a
             layer's recorded inputs, hence its clip at given bits, do not depend on the rest of
             the policy: the result equals that without the cache.
+        signs: The sign of each layer's input, as :func:`haqsearch.signs.input_signs` gives
+            them for the traced layers on ``example_input``; computed (one more forward pass)
+            when not given. A caller quantizing the same model many times (an accuracy oracle)
+            computes them once; BatchNorm folding does not change them (a folded BatchNorm's
+            input and output are both signed).
 
     Returns:
         The quantized copy, in eval mode, on the model's device.
@@ -920,7 +911,8 @@ def quantize(
         HaqsearchError: On a policy of the wrong type or length, policy layer names that are not
             the model's, bits out of range, an unknown option, no calibration batch, a batch of
             the wrong shape, a model that cannot be traced, a layer run more than once per
-            forward pass, or a layer subclass overriding the standard forward.
+            forward pass, a layer subclass overriding the standard forward, or ``signs`` of the
+            wrong length or type.
     """
     bits, calibration_data = _resolve_policy(policy, a_bits, calibration_data)
     if weight_clip not in _WEIGHT_CLIPS:
@@ -957,7 +949,13 @@ def quantize(
     traced = trace_for_quantization(qmodel, example_input)
     names = list(traced.names)
     w, a = _policy_bits(bits, names)
-    signs = input_signs(qmodel, example_input, traced.modules)
+    if signs is None:
+        signs = input_signs(qmodel, example_input, traced.modules)
+    elif len(signs) != len(names) or not all(isinstance(s, Sign) for s in signs):
+        raise HaqsearchError(
+            f"signs must be one haqsearch.signs.Sign per quantizable layer ({len(names)}), got "
+            f"{len(signs)} values: {list(signs)[:5]}"
+        )
 
     paths = {id(m): n for n, m in qmodel.named_modules()}
     layers: list[QuantModule] = []
@@ -980,20 +978,17 @@ def quantize(
     for q in layers:
         q.start_calibration(act_clip)
     fingerprint = []
-    data_negative = False
     for i, x, _ in itertools.chain([first], batches):
         if act_clip_cache is not None:
             fingerprint.append(_fingerprint(x))
-        data_negative = data_negative or bool((x < 0).any())
         _run(qmodel, (x.to(device),), f"calibration_data batch {i}")
     clips = act_clip_cache.clips_for(tuple(fingerprint)) if act_clip_cache is not None else None
     for i, q in enumerate(layers):
         key = (i, int(a[i]))
         cached = clips.get(key) if clips is not None else None
         try:
-            signed = signs[i] == Sign.SIGNED or (signs[i] == Sign.DATA and data_negative)
             clip = q.finish_calibration(
-                weight_clip, act_clip, act_percentile, cached, signed=signed
+                weight_clip, act_clip, act_percentile, cached, sign=signs[i]
             )
         except HaqsearchError as exc:
             raise HaqsearchError(f"layer {i} {names[i]!r}: {exc}") from exc

@@ -46,6 +46,7 @@ __all__ = ["QUANTIZABLE", "Traced", "trace"]
 QUANTIZABLE: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 _SHARED_MODES = ("error", "rows")
+_SHARED_HINT = "pass shared='rows' for one row per call"
 
 
 @attrs.frozen
@@ -92,6 +93,7 @@ def trace(
     *,
     name: str | None = None,
     shared: Literal["error", "rows"] = "error",
+    hint: str = _SHARED_HINT,
 ) -> Traced:
     """Run ``model`` once on ``example_input`` and describe its quantizable layers as a workload.
 
@@ -107,6 +109,8 @@ def trace(
         name: The workload's name; defaults to the model's class name.
         shared: What to do with a module called more than once in one pass: ``"error"`` raises,
             ``"rows"`` gives each call its own row, named ``"<module>#1"``, ``"<module>#2"``, ...
+        hint: The fix the ``shared="error"`` message suggests, after the repeated modules; a
+            caller that cannot use ``shared="rows"`` states its own.
 
     Returns:
         The workload, and the module and name of each row, in execution order.
@@ -153,7 +157,7 @@ def trace(
         ]
         raise TraceError(
             f"model {model_name!r}: each quantizable module must run once per forward pass, got "
-            f"{', '.join(repeated)}; pass shared='rows' for one row per call"
+            f"{', '.join(repeated)}; {hint}"
         )
 
     rows: list[Layer] = []

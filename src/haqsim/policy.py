@@ -12,6 +12,8 @@ In code, policies are indexed by layer position (numpy arrays in workload order)
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,42 @@ class Policy:
     meta: dict[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
+        repeated = [name for name, k in Counter(self.names).items() if k > 1]
+        if repeated:
+            raise PolicyError(
+                f"policy layer names must be unique, got {repeated[:5]} more than once"
+            )
         n = len(self.names)
         for field in ("w_bits", "a_bits"):
             shape = getattr(self, field).shape
             if shape != (n,):
                 raise PolicyError(f"policy {field!r} must have {n} entries, got shape {shape}")
+
+    def ordered_as(
+        self, names: Sequence[str], target: str | None = None, source: str = "policy"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and input bits in the order of ``names``, matched by layer name.
+
+        Args:
+            names: The layer names to order by (a workload's, a traced model's).
+            target: What ``names`` are, for the error message (default: "the N layers").
+            source: Where the policy came from, for the error message.
+
+        Raises:
+            PolicyError: If a name of ``names`` is not in the policy, or the policy has a name
+                ``names`` lacks.
+        """
+        index = {n: i for i, n in enumerate(self.names)}
+        missing = [n for n in names if n not in index]
+        known = set(names)
+        unknown = [n for n in self.names if n not in known]
+        if missing or unknown:
+            raise PolicyError(
+                f"{source} layer names must match {target or f'the {len(names)} layers'}, got "
+                f"{len(self.names)} names; missing {missing[:5]}, unknown {unknown[:5]}"
+            )
+        order = [index[n] for n in names]
+        return self.w_bits[order], self.a_bits[order]
 
     @classmethod
     def uniform(cls, workload: LayerTable, w_bits: int, a_bits: int | None = None) -> Policy:
@@ -93,17 +126,7 @@ class Policy:
                     raise PolicyError(
                         f"{source} layer {name!r} must have 'w_bits' and 'a_bits', got {bits!r}"
                     )
-            if workload is None:
-                names = list(layers)
-            else:
-                names = list(workload.names)
-                missing = [n for n in names if n not in layers]
-                extra = [n for n in layers if n not in set(names)]
-                if missing or extra:
-                    raise PolicyError(
-                        f"{source} layers must match workload {workload.name!r} "
-                        f"({len(names)} layers); missing {missing[:5]}, unknown {extra[:5]}"
-                    )
+            names = list(layers)
             w = [layers[n]["w_bits"] for n in names]
             a = [layers[n]["a_bits"] for n in names]
         elif "w_bits" in data and "a_bits" in data:
@@ -121,7 +144,11 @@ class Policy:
                     f"{source} {field!r} must have {len(names)} entries (one per layer), "
                     f"got {len(values)}"
                 )
-        return cls(names, w, a, meta)
+        policy = cls(names, w, a, meta)
+        if workload is None:
+            return policy
+        target = f"workload {workload.name!r} ({len(workload)} layers)"
+        return cls(workload.names, *policy.ordered_as(workload.names, target, source), meta)
 
     @classmethod
     def from_json(cls, path: str | Path, workload: LayerTable | None = None) -> Policy:
