@@ -62,13 +62,19 @@ def run_sequential(env, actions: list) -> None:
             i += 1
 
 
-def time_episode_parts(env, actions: list, repeat: int) -> tuple[float, float]:
+def time_episode_parts(
+    env, actions: list, repeat: int
+) -> tuple[float, float, list[tuple[np.ndarray, ...]]]:
     """Seconds per sequential episode (best of ``repeat``) of its reset and every step but the
-    last, and of its final step (limiting, pricing, the oracle, the info dict), each timed."""
+    last, and of its final step (limiting, pricing, the oracle, the info dict), each timed; and
+    each episode's ``(requested w, requested a, enforced w, enforced a)`` policy, read from the
+    final step's info (after its timing)."""
     n = env.unwrapped.n_decisions
     starts = range(0, len(actions) - n + 1, n)
+    keys = ("requested_w_bits", "requested_a_bits", "w_bits", "a_bits")
+    policies: list[tuple[np.ndarray, ...]] = []
     best_body = best_final = float("inf")
-    for _ in range(repeat):
+    for r in range(repeat):
         body = final = 0.0
         for start in starts:
             t0 = time.perf_counter()
@@ -76,30 +82,19 @@ def time_episode_parts(env, actions: list, repeat: int) -> tuple[float, float]:
             for action in actions[start : start + n - 1]:
                 env.step(action)
             t1 = time.perf_counter()
-            env.step(actions[start + n - 1])
+            info = env.step(actions[start + n - 1])[4]
             final += time.perf_counter() - t1
             body += t1 - t0
+            if r == 0:
+                policies.append(tuple(np.array(info[key], np.int64) for key in keys))
         best_body, best_final = min(best_body, body), min(best_final, final)
-    return best_body / len(starts), best_final / len(starts)
+    return best_body / len(starts), best_final / len(starts), policies
 
 
 def run_one_shot(env, actions: list) -> None:
     for action in actions:
         env.reset()
         env.step(action)
-
-
-def final_policies(env, actions: list) -> list[tuple[np.ndarray, ...]]:
-    """Each episode's ``(requested w, requested a, enforced w, enforced a)`` policy."""
-    n = env.unwrapped.n_decisions
-    out = []
-    for start in range(0, len(actions) - n + 1, n):
-        env.reset()
-        for action in actions[start : start + n]:
-            info = env.step(action)[4]
-        keys = ("requested_w_bits", "requested_a_bits", "w_bits", "a_bits")
-        out.append(tuple(np.ascontiguousarray(info[key], np.int64) for key in keys))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Where an episode's time goes (sequential, continuous, limit): the steps before the last and
     # the final step, timed apart; limiting, totals and the oracle on this run's own policies.
-    decisions, final_step = time_episode_parts(seq, cont, args.repeat)
-    policies = final_policies(seq, cont)
+    decisions, final_step, policies = time_episode_parts(seq, cont, args.repeat)
     e, oracle = seq.enforcer, seq.oracle
     limit_s = best_of(
         lambda: [e.limit_actions_inplace(rw.copy(), ra.copy()) for rw, ra, _, _ in policies],

@@ -50,6 +50,8 @@ def test_default_search_then_evaluate_and_compare(tmp_path):
          "must be >= the all-min-bits cost"),
         (["search", "--searcher", "annealing"], "valid searchers are"),
         (["search", "--hardware", "gpu"], "valid hardware presets are"),
+        (["search", "--hardware", "missing.toml"],
+         "hardware file 'missing.toml' does not exist; valid hardware presets are: bismo-cloud"),
         (["search", "--budget", "energy=3ms"], "energy"),
         (["search", "--model", "nosuchmodule:factory"], "could not be imported"),
         (["evaluate", "/nonexistent/policy.json"], "must be readable JSON"),

@@ -164,3 +164,22 @@ def test_bad_hardware_files_are_clear_errors(tmp_path, name, content, message):
     path.write_bytes(content)
     with pytest.raises(HardwareError, match=message):
         haqsim.load(path)
+
+
+def test_preset_takes_files_and_a_missing_one_is_not_an_unknown_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "edge.json").write_text(json.dumps(haqsim.preset("bismo-edge").to_dict()))
+    assert haqsim.preset("edge.json") == haqsim.preset("bismo-edge")
+    for value, problem in [
+        ("missing.toml", "does not exist"),
+        ("sub/missing", "must end in .toml or .json"),
+    ]:
+        message = f"hardware file {value!r} {problem}; valid hardware presets are: bismo-cloud, "
+        with pytest.raises(HardwareError) as info:
+            haqsim.preset(value)
+        assert str(info.value).startswith(message)
+        with pytest.raises(HardwareError, match=problem):
+            haqsim.estimate(haqsim.zoo.alexnet(), value)
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(HardwareError, match=r"hardware file 'dir\.toml' is not a file"):
+        haqsim.preset("dir.toml")

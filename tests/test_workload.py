@@ -241,3 +241,22 @@ def test_from_csv_reads_its_own_output_and_names_the_file(tmp_path):
     path.write_text(_csv(drop="kind"))
     with pytest.raises(WorkloadError, match=r"workload file '.*net.csv': .*missing \['kind'\]"):
         LayerTable.from_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("cin", "message"),
+    [
+        (np.array([2**63, 8, 8, 16, 192], np.uint64), r"row 0 must be an integer in \[.*got 9223"),
+        ([3, 8, 8, 16, 2**70], r"row 4 must be an integer in \[.*got 1180591620717411303424$"),
+        (np.array([3, 8, True, 16, 192], object), r"row 2 must be an integer, got True$"),
+        ([3, 8, 8, 1 + 2j, 192], r"row 0 must be an integer, got \(3\+0j\)$"),
+        ([3, 8, 8, 16, -np.inf], r"row 4 must be an integer, got -inf$"),
+    ],
+)
+def test_columns_must_be_int64_whole_numbers(cin, message):
+    t = small()
+    others = ("names", "cout", "kh", "kw", "stride", "pad", "groups", "in_h", "in_w", "out_h")
+    fields = {f: getattr(t, f) for f in (*others, "out_w", "reads_image", "kind")}
+    with pytest.raises(WorkloadError, match=r"^column 'cin' must hold integers: " + message):
+        LayerTable(**fields, cin=cin)
+    assert LayerTable(**fields, cin=np.array([3.0, 8, 8, 16, 192])) == t

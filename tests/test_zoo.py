@@ -440,3 +440,23 @@ def test_get_unknown_option_lists_the_options(name, option, options):
     assert (
         str(info.value) == f"workload {name!r} has no option {option!r}; its options are: {options}"
     )
+
+
+def test_get_loads_workload_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table = zoo.resnet18()
+    (tmp_path / "net.json").write_text(table.to_json())
+    (tmp_path / "net.csv").write_text(table.to_csv())
+    assert zoo.get("net.json") == table
+    assert zoo.get(str(tmp_path / "net.csv")).kernel_array().tolist() == (
+        table.kernel_array().tolist()
+    )
+    with pytest.raises(WorkloadError, match=r"file 'net\.json' takes no options, got batch$"):
+        zoo.get("net.json", batch=2)
+    with pytest.raises(WorkloadError) as info:
+        zoo.get("missing.json")
+    assert str(info.value).startswith(
+        "workload file 'missing.json' does not exist; valid workloads are: alexnet, "
+    )
+    with pytest.raises(UnknownNameError, match=r"^unknown workload 'net'; valid workloads are"):
+        zoo.get("net")

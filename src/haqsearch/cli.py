@@ -26,7 +26,6 @@ from haqsearch.search import (
     DEFAULT_EPISODES,
     DEFAULT_HARDWARE,
     DEFAULT_MODEL,
-    _hardware,
     load_model,
     search,
 )
@@ -34,6 +33,7 @@ from haqsearch.searchers import searcher_names
 from haqsim.budget import format_quantity
 from haqsim.cost import CostTable
 from haqsim.errors import HaqsimError
+from haqsim.hardware import preset
 from haqsim.policy import Policy
 
 __all__ = ["main"]
@@ -100,7 +100,7 @@ def _measure(policy_path: str, args: argparse.Namespace) -> dict:
     oracle, name = _oracle_for(raw, args)
     wl = oracle.workload
     policy = Policy.from_json(policy_path, wl)
-    hw = _hardware(args.hardware or raw.meta.get("hardware") or DEFAULT_HARDWARE)
+    hw = preset(args.hardware or raw.meta.get("hardware") or DEFAULT_HARDWARE)
     table = CostTable.build(wl, hw)
     rep = table.report(policy.w_bits, policy.a_bits)
     acc = oracle(policy.w_bits, policy.a_bits)

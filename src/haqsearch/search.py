@@ -57,7 +57,7 @@ from haqsearch.report import (
 from haqsearch.searchers import get_searcher
 from haqsim.budget import Budget
 from haqsim.cost import CostTable
-from haqsim.hardware import Hardware, load, preset
+from haqsim.hardware import Hardware, preset
 from haqsim.oracle import AccuracyOracle
 from haqsim.policy import Policy
 from haqsim.workload import LayerTable
@@ -183,12 +183,6 @@ def parse_pin(pin: str | dict[int, tuple[int, int]] | None, max_bits: int) -> di
     return out
 
 
-def _hardware(hw: Hardware | str) -> Hardware:
-    if isinstance(hw, str) and Path(hw).suffix.lower() in (".toml", ".json") and Path(hw).exists():
-        return load(hw)
-    return preset(hw) if isinstance(hw, str) else hw
-
-
 def uniform_baselines(problem: SearchProblem) -> list[tuple[int, float, float]]:
     """``(bits, cost_ratio, accuracy)`` of each uniform policy ``w = a = bits`` (pins kept)."""
     top = int(max(problem.w_hi.max(), problem.a_hi.max()))
@@ -296,7 +290,7 @@ def search(
     if use_ray:
         require_ray()  # fail before any model is loaded
     lo, hi = bits
-    hw = _hardware(hardware)
+    hw = preset(hardware)
     budget = Budget.coerce(budget)
     searcher_obj = get_searcher(searcher, **(searcher_kwargs or {}))
     model_name = model if isinstance(model, str) else type(model).__name__

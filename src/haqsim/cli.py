@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,61 +20,12 @@ import numpy as np
 
 from haqsim import zoo
 from haqsim.cost import CostReport, CostTable, estimate, warmup
-from haqsim.errors import HaqsimError, HardwareError, WorkloadError
-from haqsim.hardware import BitFusionConfig, Hardware, load, preset, preset_names
+from haqsim.errors import HaqsimError
+from haqsim.hardware import BitFusionConfig, preset, preset_names
 from haqsim.policy import Policy
-from haqsim.workload import LayerKind, LayerTable
+from haqsim.workload import LayerKind
 
-__all__ = ["format_report", "main", "workload_from_arg"]
-
-
-def _file_arg(
-    value: str,
-    suffixes: tuple[str, ...],
-    error: type[HaqsimError],
-    subject: str,
-    names: tuple[str, list[str]],
-) -> Path | None:
-    """The ``subject`` file ``value`` names, or ``None`` when it is a plain name.
-
-    ``value`` is taken for a path when it has one of ``suffixes`` or a path separator.
-
-    Raises:
-        error: ``value`` looks like a path but is not an existing file with one of ``suffixes``;
-            the message also lists ``names`` (a label and the valid names), in case one was meant.
-    """
-    path = Path(value)
-    suffix = path.suffix.lower()
-    if suffix not in suffixes and "/" not in value and os.sep not in value:
-        return None
-    label, valid = names
-    if suffix not in suffixes:
-        problem = f"must end in {' or '.join(suffixes)}"
-    elif not path.is_file():
-        problem = "is not a file" if path.exists() else "does not exist"
-    else:
-        return path
-    raise error(f"{subject} file {value!r} {problem}; valid {label} are: {', '.join(valid)}")
-
-
-def workload_from_arg(value: str) -> LayerTable:
-    """A zoo name, or a workload file (``.json`` from ``LayerTable.to_json``, or ``.csv``)."""
-    path = _file_arg(
-        value, (".json", ".csv"), WorkloadError, "workload", ("workloads", zoo.names())
-    )
-    if path is None:
-        return zoo.get(value)
-    if path.suffix.lower() == ".csv":
-        return LayerTable.from_csv(path)
-    return LayerTable.from_json(path)
-
-
-def hardware_from_arg(value: str) -> Hardware:
-    """A preset name, or a hardware file (``.toml`` or ``.json``)."""
-    path = _file_arg(
-        value, (".toml", ".json"), HardwareError, "hardware", ("hardware presets", preset_names())
-    )
-    return preset(value) if path is None else load(path)
+__all__ = ["format_report", "main"]
 
 
 def _out_arg(value: str) -> Path:
@@ -156,8 +106,8 @@ def format_report(rep: CostReport) -> str:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    wl = workload_from_arg(args.workload)
-    hw = hardware_from_arg(args.hardware)
+    wl = zoo.get(args.workload)
+    hw = preset(args.hardware)
     n = len(wl)
     if args.policy:
         policy = Policy.from_json(args.policy, wl)
@@ -177,8 +127,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 def _cmd_table(args: argparse.Namespace) -> int:
     out = _out_arg(args.out)
-    wl = workload_from_arg(args.workload)
-    hw = hardware_from_arg(args.hardware)
+    wl = zoo.get(args.workload)
+    hw = preset(args.hardware)
     start = time.perf_counter()
     table = CostTable.build(wl, hw, batch=args.batch, max_bits=args.max_bits)
     elapsed = time.perf_counter() - start

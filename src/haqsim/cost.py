@@ -26,6 +26,7 @@ from haqsim._kernels.bitfusion import STREAM_MASKS, bitfusion_costs, permutation
 from haqsim._kernels.bitserial import bitserial_costs
 from haqsim._kernels.launch import force_parallel
 from haqsim._kernels.policy import gather_totals
+from haqsim._numbers import first_non_integer, plain_scalar
 from haqsim.cache import cache_dir
 from haqsim.errors import HardwareError, PolicyError
 from haqsim.hardware import BitFusionConfig, BitSerialConfig, Hardware, preset
@@ -50,45 +51,12 @@ _LOOP_NAMES = ("B", "OW", "OH", "IC", "OC")  # loop codes 0..4 of the Bit Fusion
 _DATAFLOWS = ("input-stationary", "output-stationary", "weight-stationary")
 
 
-def _resolve_hardware(hardware: Hardware | str) -> Hardware:
-    if isinstance(hardware, str):
-        return preset(hardware)
-    if not isinstance(hardware, BitSerialConfig | BitFusionConfig):
-        raise HardwareError(
-            f"hardware must be a preset name or a BitSerialConfig/BitFusionConfig, "
-            f"got {type(hardware).__name__}"
-        )
-    return hardware
-
-
 def _resolve_batch(workload: LayerTable, hardware: Hardware, batch: int | None) -> int:
     b = batch if batch is not None else workload.batch if workload.batch is not None else None
     b = hardware.batch if b is None else b
     if isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1:
         raise PolicyError(f"batch must be a positive integer, got {b!r}")
     return int(b)
-
-
-def first_non_integer(arr: np.ndarray) -> int | None:
-    """Flat index of the first entry that is not a whole number (bools count as not), or None."""
-    if np.issubdtype(arr.dtype, np.integer):
-        return None
-    if np.issubdtype(arr.dtype, np.floating):
-        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
-        return int(bad[0]) if bad.size else None
-    for i, v in enumerate(arr.flat):  # objects or strings: look at each entry
-        if isinstance(v, bool | np.bool_ | np.complexfloating) or not isinstance(
-            v, int | float | np.integer | np.floating
-        ):
-            return i
-        if not float(v).is_integer():
-            return i
-    return None
-
-
-def plain_scalar(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (for error messages)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def as_bits(bits: Any, n_layers: int, lo: int, hi: int, name: str) -> np.ndarray:
@@ -351,7 +319,7 @@ def estimate(
 
     Args:
         workload: The layer table.
-        hardware: A config or a preset name (see :func:`haqsim.preset_names`).
+        hardware: A config, a preset name (see :func:`haqsim.preset_names`) or a config file.
         w_bits: Weight bits, a scalar for all layers or one per layer.
         a_bits: Input-activation bits, a scalar or one per layer.
         batch: Images per inference; default: the workload's, else the hardware's.
@@ -360,7 +328,7 @@ def estimate(
         PolicyError: bits out of the hardware's range or a policy of the wrong length.
         HardwareError: the hardware cannot run a layer (no tile fits its buffers).
     """
-    hw = _resolve_hardware(hardware)
+    hw = preset(hardware)
     n = len(workload)
     w = as_bits(w_bits, n, hw.min_bits, hw.max_bits, "w_bits")
     a = as_bits(a_bits, n, hw.min_bits, hw.max_bits, "a_bits")
@@ -442,12 +410,12 @@ class CostTable:
 
         Args:
             workload: The layer table.
-            hardware: A config or preset name.
+            hardware: A config, a preset name or a config file (see :func:`haqsim.preset`).
             batch: Images per inference; default: the workload's, else the hardware's.
             max_bits: Largest bitwidth priced; default ``min(8, hardware.max_bits)``.
             cache: Read and write ``$HAQSIM_CACHE_DIR/tables`` (default ``~/.cache/haqsim``).
         """
-        hw = _resolve_hardware(hardware)
+        hw = preset(hardware)
         b = _resolve_batch(workload, hw, batch)
         hi = min(8, hw.max_bits) if max_bits is None else max_bits
         lo = hw.min_bits
@@ -512,7 +480,7 @@ class CostTable:
     @classmethod
     def load(cls, path: str | Path, workload: LayerTable, hardware: Hardware | str) -> CostTable:
         """Read a table written by :meth:`save`; checks it belongs to this workload and hardware."""
-        hw = _resolve_hardware(hardware)
+        hw = preset(hardware)
         with np.load(Path(path)) as data:
             meta = json.loads(str(data["meta"]))
             if meta["format"] != _TABLE_FORMAT or meta["workload"] != workload.fingerprint():

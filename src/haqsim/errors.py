@@ -7,6 +7,8 @@ catch either. Messages name the subject, the rule and the offending value, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "BudgetError",
     "HaqsimError",
@@ -14,6 +16,8 @@ __all__ = [
     "PolicyError",
     "UnknownNameError",
     "WorkloadError",
+    "unknown_name",
+    "valid_names",
 ]
 
 
@@ -47,8 +51,22 @@ class UnknownNameError(HaqsimError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def unknown_name(subject: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
-    """Build the error for an unknown ``name`` of kind ``subject``, listing the valid names."""
+def valid_names(subject: str, valid: Iterable[str]) -> str:
+    """``valid {subject}s are: a, b, c`` (sorted): how every message listing valid names ends."""
+    return f"valid {subject}s are: {', '.join(sorted(valid))}"
+
+
+def unknown_name(
+    subject: str, name: object, valid: Iterable[str], *, owner: str | None = None
+) -> UnknownNameError:
+    """Build the error for an unknown ``name`` of kind ``subject``, listing the valid names.
+
+    With ``owner`` (e.g. ``"workload 'vgg16'"``), ``name`` is not one of that thing's own
+    ``subject``s, which are listed in their given order: ``{owner} has no {subject} {name!r}; its
+    {subject}s are: ...``.
+    """
+    if owner is None:
+        return UnknownNameError(f"unknown {subject} {name!r}; {valid_names(subject, valid)}")
     return UnknownNameError(
-        f"unknown {subject} {name!r}; valid {subject}s are: {', '.join(sorted(valid))}"
+        f"{owner} has no {subject} {name!r}; its {subject}s are: {', '.join(valid)}"
     )

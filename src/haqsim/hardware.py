@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from haqsim._files import named_file
 from haqsim.errors import HardwareError, unknown_name
 
 __all__ = ["BitFusionConfig", "BitSerialConfig", "Hardware", "load", "preset", "preset_names"]
@@ -272,16 +273,32 @@ def preset_names() -> list[str]:
     return list(_shipped_names())
 
 
-def preset(name: str) -> Hardware:
-    """A shipped preset by name (see :func:`preset_names`), or a config file path."""
+def preset(name: Hardware | str) -> Hardware:
+    """A shipped preset by name (see :func:`preset_names`), or a ``.toml``/``.json`` config file.
+
+    ``name`` is taken for a file when it has one of those suffixes or a path separator (a config
+    is returned as it is).
+
+    Raises:
+        UnknownNameError: ``name`` is neither a preset nor a path; the message lists the presets.
+        HardwareError: ``name`` looks like a path but is not an existing ``.toml``/``.json``
+            file (the message lists the presets too, in case one was meant), the file is bad, or
+            ``name`` is neither a string nor a config.
+    """
     if isinstance(name, BitSerialConfig | BitFusionConfig):
         return name
+    if not isinstance(name, str):
+        raise HardwareError(
+            "hardware must be a preset name or a BitSerialConfig/BitFusionConfig, "
+            f"got {type(name).__name__}"
+        )
     names = preset_names()
-    if name not in names:
-        if Path(name).suffix.lower() in (".toml", ".json") and Path(name).exists():
-            return load(name)
+    if name in names:
+        return _shipped(name)
+    path = named_file(name, (".toml", ".json"), HardwareError, "hardware", "hardware preset", names)
+    if path is None:
         raise unknown_name("hardware preset", name, names)
-    return _shipped(name)
+    return load(path)
 
 
 @functools.cache

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from haqsim._numbers import first_non_integer, plain_scalar
 from haqsim.budget import Budget, format_quantity
-from haqsim.cost import PJ_TO_J, CostTable, first_non_integer, plain_scalar
+from haqsim.cost import PJ_TO_J, CostTable
 from haqsim.errors import BudgetError, PolicyError
 
 __all__ = ["BudgetEnforcer", "bit_ranges", "decision_order"]

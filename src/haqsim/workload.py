@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from haqsim._numbers import first_non_int64, int64_rule, plain_scalar
 from haqsim.errors import WorkloadError
 
 __all__ = ["KERNEL_COLUMNS", "Layer", "LayerKind", "LayerTable", "conv", "linear"]
@@ -57,7 +58,6 @@ _ROW_FIELDS: tuple[str, ...] = ("name", *KERNEL_COLUMNS)
 _DERIVED_FIELDS: tuple[str, ...] = ("macs", "params")
 #: The top-level keys of a workload dict.
 _TOP_KEYS: tuple[str, ...] = ("name", "batch", "layers")
-_INT64 = np.iinfo(np.int64)
 #: Spellings of ``reads_image`` accepted in a CSV cell (case-insensitive).
 _CSV_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -83,26 +83,9 @@ def _parse_kind(value: Any, where: str) -> LayerKind:
     return member
 
 
-def _int_rule(value: Any) -> str | None:
-    """The rule ``value`` breaks as an ``int64`` field, or ``None``.
-
-    Integers and floats with no fractional part (``3.0``, not ``3.5``) are accepted; bools,
-    strings, NaN and values outside ``int64`` are not.
-    """
-    integral = not isinstance(value, bool | np.bool_) and (
-        isinstance(value, int | np.integer)
-        or (isinstance(value, float | np.floating) and float(value).is_integer())
-    )
-    if not integral:
-        return "must be an integer"
-    if not _INT64.min <= int(value) <= _INT64.max:
-        return f"must be an integer in [{_INT64.min}, {_INT64.max}]"
-    return None
-
-
 def _parse_int(value: Any, where: str, field: str) -> int:
-    """``value`` as an ``int`` (see :func:`_int_rule`), or a :class:`WorkloadError`."""
-    rule = _int_rule(value)
+    """``value`` as an ``int`` (a whole number in ``int64``'s range), or a WorkloadError."""
+    rule = int64_rule(value)
     if rule is not None:
         raise WorkloadError(f"{where} {field!r} {rule}, got {value!r}")
     return int(value)
@@ -320,13 +303,12 @@ def _int_array(values: Any, field: str) -> np.ndarray:
         ) from None
     if arr.ndim != 1:
         raise WorkloadError(f"column {field!r} must be one-dimensional, got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":  # floats, bools, strings, objects: check value by value
-        for i, value in enumerate(arr.tolist()):
-            rule = _int_rule(value)
-            if rule is not None:
-                raise WorkloadError(
-                    f"column {field!r} must hold integers: row {i} {rule}, got {value!r}"
-                )
+    found = first_non_int64(arr)
+    if found is not None:
+        i, rule = found
+        raise WorkloadError(
+            f"column {field!r} must hold integers: row {i} {rule}, got {plain_scalar(arr[i])!r}"
+        )
     out = arr.astype(np.int64)
     out.setflags(write=False)
     return out

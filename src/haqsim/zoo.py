@@ -27,7 +27,8 @@ import inspect
 import math
 from collections.abc import Callable
 
-from haqsim.errors import UnknownNameError, WorkloadError, unknown_name
+from haqsim._files import named_file
+from haqsim.errors import WorkloadError, unknown_name
 from haqsim.workload import Layer, LayerTable, conv, linear
 
 __all__ = [
@@ -709,29 +710,45 @@ def names() -> list[str]:
 
 
 def get(name: str, **kwargs: object) -> LayerTable:
-    """Build a built-in workload by name.
+    """Build a built-in workload by name, or load a workload file.
 
     Args:
-        name: One of :func:`names`.
+        name: One of :func:`names`, or a ``.json`` (from :meth:`LayerTable.to_json`) or ``.csv``
+            workload file; ``name`` is taken for a file when it has one of those suffixes or a
+            path separator.
         **kwargs: Passed to the workload's function (``width``, ``resolution``, ``num_classes``,
-            ``batch``, ... as that function accepts).
+            ``batch``, ... as that function accepts); a file takes none.
 
     Returns:
         The layer table.
 
     Raises:
-        UnknownNameError: ``name`` is not a built-in workload, or that workload has no option
-            by one of the ``kwargs`` names; the message lists the valid ones.
-        WorkloadError: A parameter is out of range.
+        UnknownNameError: ``name`` is neither a built-in workload nor a path, or that workload has
+            no option by one of the ``kwargs`` names; the message lists the valid ones.
+        WorkloadError: A parameter is out of range; or ``name`` looks like a path but is not an
+            existing ``.json``/``.csv`` file (the message lists the built-in workloads too, in
+            case one was meant), the file is bad, or options were given with it.
     """
     try:
         factory = WORKLOADS[name]
     except (KeyError, TypeError):
-        raise unknown_name("workload", name, names()) from None
+        return _load(name, kwargs)
     options = list(inspect.signature(factory).parameters)
     unknown = [key for key in kwargs if key not in options]
     if unknown:
-        raise UnknownNameError(
-            f"workload {name!r} has no option {unknown[0]!r}; its options are: {', '.join(options)}"
-        )
+        raise unknown_name("option", unknown[0], options, owner=f"workload {name!r}")
     return factory(**kwargs)
+
+
+def _load(name: object, kwargs: dict[str, object]) -> LayerTable:
+    """The workload file ``name`` names (see :func:`get`)."""
+    path = None
+    if isinstance(name, str):
+        path = named_file(name, (".json", ".csv"), WorkloadError, "workload", "workload", names())
+    if path is None:
+        raise unknown_name("workload", name, names())
+    if kwargs:
+        raise WorkloadError(f"workload file {name!r} takes no options, got {', '.join(kwargs)}")
+    if path.suffix.lower() == ".csv":
+        return LayerTable.from_csv(path)
+    return LayerTable.from_json(path)
